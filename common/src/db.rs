@@ -1,0 +1,321 @@
+//! Databases: an embedded SQLite file (the default) or PostgreSQL, chosen by URL, with the
+//! service's migrations embedded in its binary and applied at start.
+//!
+//! Each service owns its database; services never share one. Stores hold the concrete pool of
+//! their back-end ([`Database::Sqlite`] or [`Database::Postgres`]) and run plain runtime
+//! queries, so each back-end keeps its own SQL dialect.
+
+use std::{fmt, path::Path, str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, SqlSafeStr, SqlitePool, migrate::{Migration, MigrationType, Migrator},
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+/// How long a query waits for a free pooled connection before failing as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits on a lock held by another writer before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQLite connections: many readers run in parallel under WAL; writers queue on its lock.
+const SQLITE_MAX_CONNECTIONS: u32 = 8;
+/// PostgreSQL connections per service instance.
+const POSTGRES_MAX_CONNECTIONS: u32 = 16;
+
+/// A database URL: `sqlite://PATH` (the file is created if missing) or
+/// `postgres://USER@HOST:PORT/DB`. Its `Display` and `Debug` never show a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    url: String,
+    backend: Backend,
+}
+
+/// The database engine behind a [`DatabaseUrl`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL (or a PostgreSQL-compatible engine).
+    Postgres,
+}
+
+impl DatabaseUrl {
+    /// The SQLite database `file_name` inside `data_dir`.
+    pub fn sqlite_in(data_dir: &Path, file_name: &str) -> Self {
+        Self {
+            url: format!("sqlite://{}", data_dir.join(file_name).display()),
+            backend: Backend::Sqlite,
+        }
+    }
+
+    /// Which engine the URL names.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The full URL, password included. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.url
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        let backend = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url).map_err(|e| format!("bad SQLite URL: {e}"))?;
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            PgConnectOptions::from_str(url).map_err(|e| format!("bad PostgreSQL URL: {e}"))?;
+            Backend::Postgres
+        } else {
+            return Err("expected a sqlite:// or postgres:// URL".to_owned());
+        };
+        Ok(Self {
+            url: url.to_owned(),
+            backend,
+        })
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// Shows the engine and where it is, without credentials or query parameters.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rest = self.url.split_once("://").map_or("", |(_, rest)| rest);
+        let rest = rest.split('?').next().unwrap_or_default();
+        match self.backend {
+            Backend::Sqlite => write!(f, "sqlite://{rest}"),
+            Backend::Postgres => {
+                let host_and_db = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                write!(f, "postgres://{host_and_db}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// One migration compiled into the binary.
+#[derive(Clone, Copy, Debug)]
+pub struct EmbeddedMigration {
+    /// Applied in increasing order; never reuse or renumber one that has shipped.
+    pub version: i64,
+    /// A short description, stored in the migrations table.
+    pub description: &'static str,
+    /// The SQL, usually `include_str!` of a file under `migrations/`.
+    pub sql: &'static str,
+}
+
+/// A service's migrations for each back-end.
+#[derive(Clone, Copy, Debug)]
+pub struct Migrations {
+    /// SQLite dialect.
+    pub sqlite: &'static [EmbeddedMigration],
+    /// PostgreSQL dialect.
+    pub postgres: &'static [EmbeddedMigration],
+}
+
+fn migrator(migrations: &[EmbeddedMigration]) -> Migrator {
+    Migrator::with_migrations(
+        migrations
+            .iter()
+            .map(|m| {
+                Migration::new(
+                    m.version,
+                    m.description.into(),
+                    MigrationType::Simple,
+                    sqlx::AssertSqlSafe(m.sql).into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// A connected, migrated database.
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// Embedded SQLite in WAL mode.
+    Sqlite(SqlitePool),
+    /// PostgreSQL.
+    Postgres(PgPool),
+}
+
+/// Why a database could not be opened.
+#[derive(Debug)]
+pub enum DbError {
+    /// The data directory could not be created.
+    DataDir(std::io::Error),
+    /// The database refused or could not be reached.
+    Connect(sqlx::Error),
+    /// A migration failed.
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::DataDir(e) => write!(f, "cannot create the data directory: {e}"),
+            Self::Connect(e) => write!(f, "cannot connect: {e}"),
+            Self::Migrate(e) => write!(f, "cannot apply migrations: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl Database {
+    /// Opens the database at `url` (creating a SQLite file and its directory if missing) and
+    /// applies the pending `migrations` of its back-end.
+    pub async fn connect(url: &DatabaseUrl, migrations: &Migrations) -> Result<Self, DbError> {
+        let database = match url.backend() {
+            Backend::Sqlite => {
+                let options = SqliteConnectOptions::from_str(url.expose())
+                    .map_err(DbError::Connect)?
+                    .create_if_missing(true)
+                    // WAL: readers never block the writer. NORMAL sync under WAL keeps every
+                    // committed transaction across a crash of the process (kill -9); only a
+                    // power loss can drop the last commits.
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .foreign_keys(true);
+                if let Some(dir) = options.get_filename().parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).map_err(DbError::DataDir)?;
+                    }
+                }
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(SQLITE_MAX_CONNECTIONS)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(DbError::Connect)?;
+                migrator(migrations.sqlite)
+                    .run(&pool)
+                    .await
+                    .map_err(DbError::Migrate)?;
+                Self::Sqlite(pool)
+            }
+            Backend::Postgres => {
+                let options =
+                    PgConnectOptions::from_str(url.expose()).map_err(DbError::Connect)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(POSTGRES_MAX_CONNECTIONS)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(DbError::Connect)?;
+                // Concurrent instances serialise on PostgreSQL's advisory lock here.
+                migrator(migrations.postgres)
+                    .run(&pool)
+                    .await
+                    .map_err(DbError::Migrate)?;
+                Self::Postgres(pool)
+            }
+        };
+        Ok(database)
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs a trivial query: succeeds when the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+    }
+
+    /// Closes every connection, waiting for queries in progress.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_the_backend_and_refuse_others() {
+        let sqlite: DatabaseUrl = "sqlite://data/tasks.db".parse().unwrap();
+        assert_eq!(sqlite.backend(), Backend::Sqlite);
+        let pg: DatabaseUrl = "postgres://postgres@127.0.0.1:5432/test".parse().unwrap();
+        assert_eq!(pg.backend(), Backend::Postgres);
+        let pg: DatabaseUrl = "postgresql://u@h/d".parse().unwrap();
+        assert_eq!(pg.backend(), Backend::Postgres);
+        assert!("mysql://root@localhost/x".parse::<DatabaseUrl>().is_err());
+        assert!("data/tasks.db".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn display_never_shows_a_password() {
+        let url: DatabaseUrl = "postgres://app:s3cret@db.internal:5432/tasks?sslmode=require"
+            .parse()
+            .unwrap();
+        let shown = format!("{url} {url:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("app:"), "{shown}");
+        assert!(shown.contains("db.internal:5432/tasks"), "{shown}");
+    }
+
+    const TEST_MIGRATIONS: Migrations = Migrations {
+        sqlite: &[EmbeddedMigration {
+            version: 1,
+            description: "notes",
+            sql: "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+        }],
+        postgres: &[],
+    };
+
+    #[tokio::test]
+    async fn sqlite_file_and_directory_are_created_and_migrations_rerun_cleanly() {
+        let dir = std::env::temp_dir().join(format!("todo-db-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let url = DatabaseUrl::sqlite_in(&dir.join("nested"), "notes.db");
+
+        let db = Database::connect(&url, &TEST_MIGRATIONS).await.unwrap();
+        let Database::Sqlite(pool) = &db else {
+            panic!("expected SQLite")
+        };
+        sqlx::query("INSERT INTO notes (body) VALUES ('kept')")
+            .execute(pool)
+            .await
+            .unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        db.close().await;
+
+        // A restart applies nothing twice and keeps the data.
+        let db = Database::connect(&url, &TEST_MIGRATIONS).await.unwrap();
+        let Database::Sqlite(pool) = &db else {
+            panic!("expected SQLite")
+        };
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notes")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        db.ping().await.unwrap();
+        db.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,125 @@
+//! `todo-stack`: the whole backend (auth service, task service, gateway) in one process, with
+//! embedded SQLite databases under the data directory. The quickest way to run everything on
+//! one machine; in production each service runs as its own process (`auth-service`,
+//! `task-service`, `gateway`) with the same settings.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use todo_common::{CommonArgs, RunError, Shutdown, bind_or_exit, parse_args, telemetry};
+
+/// The Todo backend, all three servers in one process.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    auth: auth_service::Config,
+    #[command(flatten)]
+    task: task_service::Config,
+    #[command(flatten)]
+    gateway: gateway::Config,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli: Cli = parse_args();
+    telemetry::init(cli.common.log_format);
+
+    // Bind everything first, so a taken port fails before anything starts.
+    let auth_listener = bind_or_exit(cli.auth.listen_addr).await;
+    let task_listener = bind_or_exit(cli.task.listen_addr).await;
+    let gateway_listener = bind_or_exit(cli.gateway.listen_addr).await;
+
+    let shutdown = Shutdown::on_signals();
+    let Cli {
+        common,
+        auth,
+        task,
+        gateway,
+    } = cli;
+    println!(
+        "Todo backend starting (data directory {}):\n  gateway       http://{}  (public: gRPC)\n  auth-service  http://{}\n  task-service  http://{}\nTry: grpcurl -plaintext {} list",
+        common.data_dir.display(),
+        gateway.listen_addr,
+        auth.listen_addr,
+        task.listen_addr,
+        auth.listen_addr,
+    );
+
+    let servers = [
+        ("auth-service", {
+            let (common, shutdown) = (common.clone(), shutdown.clone());
+            spawn_server(shutdown.clone(), async move {
+                auth_service::run(&common, &auth, auth_listener, shutdown).await
+            })
+        }),
+        ("task-service", {
+            let (common, shutdown) = (common.clone(), shutdown.clone());
+            spawn_server(shutdown.clone(), async move {
+                task_service::run(&common, &task, task_listener, shutdown).await
+            })
+        }),
+        ("gateway", {
+            let shutdown = shutdown.clone();
+            spawn_server(shutdown.clone(), async move {
+                gateway::run(&common, &gateway, gateway_listener, shutdown).await
+            })
+        }),
+    ];
+
+    let mut code = ExitCode::SUCCESS;
+    for (name, server) in servers {
+        match server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::error!(server = name, %error, "server failed");
+                code = ExitCode::FAILURE;
+            }
+            Err(error) => {
+                tracing::error!(server = name, %error, "server task panicked");
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    code
+}
+
+/// Runs one server on its own task; if it stops with an error, stops the others too.
+fn spawn_server(
+    shutdown: Shutdown,
+    server: impl Future<Output = Result<(), RunError>> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<(), RunError>> {
+    tokio::spawn(async move {
+        let result = server.await;
+        if result.is_err() {
+            shutdown.trigger();
+        }
+        result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn every_setting_has_its_own_name() {
+        // clap checks for clashing flag, env and id names only when the command is built.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_put_each_server_on_its_own_port() {
+        let cli = Cli::try_parse_from(["todo-stack"]).unwrap();
+        let ports = [
+            cli.auth.listen_addr.port(),
+            cli.task.listen_addr.port(),
+            cli.gateway.listen_addr.port(),
+        ];
+        assert_eq!(ports, [50051, 50052, 8080]);
+    }
+}
