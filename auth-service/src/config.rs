@@ -22,8 +22,13 @@ pub struct Config {
 
     /// Users database: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
     /// Default: `auth.db` in the data directory.
-    #[arg(id = "auth_database_url", long = "auth-database-url", env = "AUTH_DATABASE_URL", value_name = "URL",
-          hide_env_values = true)]
+    #[arg(
+        id = "auth_database_url",
+        long = "auth-database-url",
+        env = "AUTH_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<DatabaseUrl>,
 }
 

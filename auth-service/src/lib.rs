@@ -11,11 +11,11 @@
 pub mod config;
 pub mod service;
 
-use tokio::net::TcpListener;
 use todo_common::{
     CommonArgs, Database, EmbeddedMigration, GrpcServer, Migrations, RunError, Shutdown,
 };
 use todo_proto::auth::v1::auth_service_server::AuthServiceServer;
+use tokio::net::TcpListener;
 
 pub use config::Config;
 

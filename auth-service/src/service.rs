@@ -1,12 +1,12 @@
 //! The gRPC implementation of `todo.auth.v1.AuthService`.
 
-use tonic::{Request, Response, Status};
 use todo_proto::auth::v1::{
-    ChangePasswordRequest, ChangePasswordResponse, GetCurrentUserRequest,
-    GetCurrentUserResponse, GetJwksRequest, GetJwksResponse, LoginRequest, LoginResponse,
-    LogoutRequest, LogoutResponse, RefreshRequest, RefreshResponse, SignUpRequest,
-    SignUpResponse, VerifyTokenRequest, VerifyTokenResponse, auth_service_server::AuthService,
+    ChangePasswordRequest, ChangePasswordResponse, GetCurrentUserRequest, GetCurrentUserResponse,
+    GetJwksRequest, GetJwksResponse, LoginRequest, LoginResponse, LogoutRequest, LogoutResponse,
+    RefreshRequest, RefreshResponse, SignUpRequest, SignUpResponse, VerifyTokenRequest,
+    VerifyTokenResponse, auth_service_server::AuthService,
 };
+use tonic::{Request, Response, Status};
 
 /// The service state shared by every call.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +28,10 @@ impl AuthService for AuthApi {
         Err(not_yet("SignUp"))
     }
 
-    async fn login(&self, _request: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+    async fn login(
+        &self,
+        _request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
         Err(not_yet("Login"))
     }
 

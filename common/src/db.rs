@@ -8,7 +8,8 @@
 use std::{fmt, path::Path, str::FromStr, time::Duration};
 
 use sqlx::{
-    PgPool, SqlSafeStr, SqlitePool, migrate::{Migration, MigrationType, Migrator},
+    PgPool, SqlSafeStr, SqlitePool,
+    migrate::{Migration, MigrationType, Migrator},
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -185,10 +186,10 @@ impl Database {
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true);
-                if let Some(dir) = options.get_filename().parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir).map_err(DbError::DataDir)?;
-                    }
+                if let Some(dir) = options.get_filename().parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(DbError::DataDir)?;
                 }
                 let pool = SqlitePoolOptions::new()
                     .max_connections(SQLITE_MAX_CONNECTIONS)
@@ -203,8 +204,7 @@ impl Database {
                 Self::Sqlite(pool)
             }
             Backend::Postgres => {
-                let options =
-                    PgConnectOptions::from_str(url.expose()).map_err(DbError::Connect)?;
+                let options = PgConnectOptions::from_str(url.expose()).map_err(DbError::Connect)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(POSTGRES_MAX_CONNECTIONS)
                     .acquire_timeout(ACQUIRE_TIMEOUT)

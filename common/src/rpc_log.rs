@@ -14,14 +14,26 @@ use tonic::Code;
 use tower::{Layer, Service};
 
 /// Wraps a service so that each call is logged once, as it completes.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RpcLogLayer;
+#[derive(Clone, Copy, Debug)]
+pub struct RpcLogLayer {
+    server: &'static str,
+}
+
+impl RpcLogLayer {
+    /// Logs the calls of the server called `server`.
+    pub fn new(server: &'static str) -> Self {
+        Self { server }
+    }
+}
 
 impl<S> Layer<S> for RpcLogLayer {
     type Service = RpcLog<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcLog { inner }
+        RpcLog {
+            inner,
+            server: self.server,
+        }
     }
 }
 
@@ -29,6 +41,7 @@ impl<S> Layer<S> for RpcLogLayer {
 #[derive(Clone, Debug)]
 pub struct RpcLog<S> {
     inner: S,
+    server: &'static str,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RpcLog<S>
@@ -47,6 +60,7 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let record = CallRecord {
+            server: self.server,
             method: request.uri().path().to_owned(),
             started: Instant::now(),
             code: None,
@@ -68,6 +82,7 @@ where
 
 #[derive(Debug)]
 struct CallRecord {
+    server: &'static str,
     method: String,
     started: Instant,
     code: Option<Code>,
@@ -76,34 +91,34 @@ struct CallRecord {
 impl CallRecord {
     fn emit(self, outcome: Outcome) {
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let method = self.method.as_str();
+        let (server, rpc) = (self.server, self.method.as_str());
         match (outcome, self.code) {
-            (Outcome::Finished, Some(code)) => log_code(method, code, latency_ms),
+            (Outcome::Finished, Some(code)) => log_code(server, rpc, code, latency_ms),
             (Outcome::Finished, None) => {
-                tracing::warn!(rpc = method, latency_ms, "rpc ended without a grpc-status");
+                tracing::warn!(server, rpc, latency_ms, "rpc ended without a grpc-status");
             }
             (Outcome::BodyError, _) => {
-                tracing::warn!(rpc = method, latency_ms, "rpc response failed mid-stream");
+                tracing::warn!(server, rpc, latency_ms, "rpc response failed mid-stream");
             }
             (Outcome::Dropped, _) => {
-                tracing::info!(rpc = method, latency_ms, code = "Cancelled", "rpc");
+                tracing::info!(server, rpc, code = "Cancelled", latency_ms, "rpc");
             }
         }
     }
 }
 
-fn log_code(method: &str, code: Code, latency_ms: f64) {
-    let code_name = format!("{code:?}");
-    match code {
-        // Server faults: a bug or data at risk.
-        Code::Internal | Code::Unknown | Code::DataLoss => {
-            tracing::error!(rpc = method, code = code_name, latency_ms, "rpc");
+fn log_code(server: &str, rpc: &str, code: Code, latency_ms: f64) {
+    let code = format!("{code:?}");
+    match code.as_str() {
+        // Server faults: a bug, or data at risk.
+        "Internal" | "Unknown" | "DataLoss" => {
+            tracing::error!(server, rpc, code, latency_ms, "rpc");
         }
-        // Dependencies down or too slow: worth attention, not a bug.
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unimplemented => {
-            tracing::warn!(rpc = method, code = code_name, latency_ms, "rpc");
+        // A dependency down or too slow, or a client calling what is not there.
+        "Unavailable" | "DeadlineExceeded" | "Unimplemented" => {
+            tracing::warn!(server, rpc, code, latency_ms, "rpc");
         }
-        _ => tracing::info!(rpc = method, code = code_name, latency_ms, "rpc"),
+        _ => tracing::info!(server, rpc, code, latency_ms, "rpc"),
     }
 }
 
@@ -153,11 +168,11 @@ impl<B: Body> Body for LoggedBody<B> {
         match &frame {
             Some(Ok(frame)) => {
                 // In gRPC the trailers are the last frame: the call is over.
-                if let Some(trailers) = frame.trailers_ref() {
-                    if let Some(mut record) = this.record.take() {
-                        record.code = grpc_code(trailers).or(record.code);
-                        record.emit(Outcome::Finished);
-                    }
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(mut record) = this.record.take()
+                {
+                    record.code = grpc_code(trailers).or(record.code);
+                    record.emit(Outcome::Finished);
                 }
             }
             Some(Err(_)) => {

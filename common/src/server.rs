@@ -137,11 +137,7 @@ impl GrpcServer {
         } = self;
         let addr: SocketAddr = listener.local_addr().map_err(ServeError::Listener)?;
 
-        let advertised: Vec<&str> = services
-            .iter()
-            .chain(STANDARD_SERVICES)
-            .copied()
-            .collect();
+        let advertised: Vec<&str> = services.iter().chain(STANDARD_SERVICES).copied().collect();
         let reflection = || {
             advertised.iter().fold(
                 tonic_reflection::server::Builder::configure()
@@ -151,7 +147,11 @@ impl GrpcServer {
             )
         };
         routes.add_service(reflection().build_v1().map_err(ServeError::Reflection)?);
-        routes.add_service(reflection().build_v1alpha().map_err(ServeError::Reflection)?);
+        routes.add_service(
+            reflection()
+                .build_v1alpha()
+                .map_err(ServeError::Reflection)?,
+        );
 
         for service in &services {
             health
@@ -173,7 +173,7 @@ impl GrpcServer {
         // `request_timeout`) inside these layers.
         let router = Server::builder()
             .timeout(request_timeout)
-            .layer(RpcLogLayer)
+            .layer(RpcLogLayer::new(name))
             .layer(CatchPanicLayer::custom(panic_response))
             .add_routes(routes.routes());
 
@@ -228,26 +228,31 @@ async fn watch_database(
             _ = interval.tick() => {}
             () = shutdown.wait() => return,
         }
-        let now_reachable = match tokio::time::timeout(DATABASE_CHECK_INTERVAL, database.ping()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(error)) => {
-                if reachable {
-                    tracing::error!(%error, "database unreachable: reporting NOT_SERVING");
+        let now_reachable =
+            match tokio::time::timeout(DATABASE_CHECK_INTERVAL, database.ping()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(error)) => {
+                    if reachable {
+                        tracing::error!(%error, "database unreachable: reporting NOT_SERVING");
+                    }
+                    false
                 }
-                false
-            }
-            Err(_) => {
-                if reachable {
-                    tracing::error!("database ping timed out: reporting NOT_SERVING");
+                Err(_) => {
+                    if reachable {
+                        tracing::error!("database ping timed out: reporting NOT_SERVING");
+                    }
+                    false
                 }
-                false
-            }
-        };
+            };
         if now_reachable != reachable && !shutdown.is_triggered() {
             if now_reachable {
                 tracing::info!("database reachable again: reporting SERVING");
             }
-            let status = if now_reachable { ServingStatus::Serving } else { ServingStatus::NotServing };
+            let status = if now_reachable {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
             for service in &services {
                 health.set_service_status(service, status).await;
             }
@@ -265,7 +270,9 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("unknown cause");
     tracing::error!(cause, "handler panicked");
-    let (parts, ()) = Status::internal("internal error").into_http::<()>().into_parts();
+    let (parts, ()) = Status::internal("internal error")
+        .into_http::<()>()
+        .into_parts();
     Response::from_parts(parts, Body::empty())
 }
 

@@ -1,5 +1,8 @@
-//! Tracing set-up: human-readable lines by default, JSON lines on request; the level comes
+//! Tracing set-up: human-readable lines by default, JSON lines on request, on stderr (stdout
+//! is left to what a binary prints for people, such as the stack's addresses); the level comes
 //! from `RUST_LOG` (default `info`).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,6 +13,8 @@ pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     // `try_init` fails only when a subscriber is already installed, which is harmless.
     let _ = match format {

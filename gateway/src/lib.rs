@@ -9,8 +9,8 @@
 
 pub mod config;
 
-use tokio::net::TcpListener;
 use todo_common::{CommonArgs, GrpcServer, RunError, Shutdown};
+use tokio::net::TcpListener;
 
 pub use config::Config;
 
@@ -21,8 +21,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
-    GrpcServer::new("gateway", common.request_timeout, common.shutdown_grace_period)
-        .serve(listener, shutdown)
-        .await?;
+    GrpcServer::new(
+        "gateway",
+        common.request_timeout,
+        common.shutdown_grace_period,
+    )
+    .serve(listener, shutdown)
+    .await?;
     Ok(())
 }

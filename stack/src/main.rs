@@ -39,13 +39,18 @@ async fn main() -> ExitCode {
         task,
         gateway,
     } = cli;
+    let address = |listener: &tokio::net::TcpListener| {
+        listener
+            .local_addr()
+            .map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())
+    };
     println!(
-        "Todo backend starting (data directory {}):\n  gateway       http://{}  (public: gRPC)\n  auth-service  http://{}\n  task-service  http://{}\nTry: grpcurl -plaintext {} list",
+        "Todo backend (data in {}):\n  gateway       {}\n  auth-service  {}\n  task-service  {}\nTry: grpcurl -plaintext {} list",
         common.data_dir.display(),
-        gateway.listen_addr,
-        auth.listen_addr,
-        task.listen_addr,
-        auth.listen_addr,
+        address(&gateway_listener),
+        address(&auth_listener),
+        address(&task_listener),
+        address(&auth_listener),
     );
 
     let servers = [

@@ -22,8 +22,13 @@ pub struct Config {
 
     /// Tasks database: `sqlite://PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
     /// Default: `tasks.db` in the data directory.
-    #[arg(id = "task_database_url", long = "task-database-url", env = "TASK_DATABASE_URL", value_name = "URL",
-          hide_env_values = true)]
+    #[arg(
+        id = "task_database_url",
+        long = "task-database-url",
+        env = "TASK_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<DatabaseUrl>,
 }
 

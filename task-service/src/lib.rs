@@ -12,11 +12,11 @@
 pub mod config;
 pub mod service;
 
-use tokio::net::TcpListener;
 use todo_common::{
     CommonArgs, Database, EmbeddedMigration, GrpcServer, Migrations, RunError, Shutdown,
 };
 use todo_proto::task::v1::task_service_server::TaskServiceServer;
+use tokio::net::TcpListener;
 
 pub use config::Config;
 

@@ -2,14 +2,14 @@
 
 use std::pin::Pin;
 
+use todo_proto::task::v1::{
+    CreateTaskRequest, CreateTaskResponse, DeleteTaskRequest, DeleteTaskResponse, GetTaskRequest,
+    GetTaskResponse, ListTasksRequest, ListTasksResponse, SetTaskCompletedRequest,
+    SetTaskCompletedResponse, UpdateTaskRequest, UpdateTaskResponse, WatchTasksRequest,
+    WatchTasksResponse, task_service_server::TaskService,
+};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-use todo_proto::task::v1::{
-    CreateTaskRequest, CreateTaskResponse, DeleteTaskRequest, DeleteTaskResponse,
-    GetTaskRequest, GetTaskResponse, ListTasksRequest, ListTasksResponse,
-    SetTaskCompletedRequest, SetTaskCompletedResponse, UpdateTaskRequest, UpdateTaskResponse,
-    WatchTasksRequest, WatchTasksResponse, task_service_server::TaskService,
-};
 
 /// The service state shared by every call.
 #[derive(Debug, Clone, Default)]
