@@ -18,6 +18,10 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 pub const DEFAULT_GRACE_PERIOD: &str = "10s";
 /// Default upper bound on the time a call may take; a client's shorter `grpc-timeout` wins.
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
+/// Default `iss` of access tokens.
+pub const DEFAULT_TOKEN_ISSUER: &str = "todo-auth";
+/// Default `aud` of access tokens.
+pub const DEFAULT_TOKEN_AUDIENCE: &str = "todo";
 
 /// Settings every server uses.
 #[derive(Args, Clone, Debug)]
@@ -44,6 +48,14 @@ pub struct CommonArgs {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT,
           value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
+
+    /// The `iss` claim the auth service puts in access tokens and every service requires.
+    #[arg(long, env = "TOKEN_ISSUER", default_value = DEFAULT_TOKEN_ISSUER, value_name = "NAME")]
+    pub token_issuer: String,
+
+    /// The `aud` claim the auth service puts in access tokens and every service requires.
+    #[arg(long, env = "TOKEN_AUDIENCE", default_value = DEFAULT_TOKEN_AUDIENCE, value_name = "NAME")]
+    pub token_audience: String,
 }
 
 /// The shape of log lines.

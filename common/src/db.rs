@@ -138,6 +138,35 @@ fn migrator(migrations: &[EmbeddedMigration]) -> Migrator {
     )
 }
 
+/// Runs the same sqlx code on whichever pool `$db` holds.
+///
+/// Stores write their SQL once, in the dialect both engines share (`$1` parameters,
+/// `RETURNING`, `ON CONFLICT`); the body is compiled once per back-end, so every query is type
+/// checked against both. `$begin` is bound to the statement that opens a write transaction:
+/// `BEGIN IMMEDIATE` on SQLite (take the write lock up front, so two read-then-write
+/// transactions cannot deadlock upgrading their locks), plain `BEGIN` on PostgreSQL.
+///
+/// ```ignore
+/// on_pool!(&self.db, |pool, begin| sqlx::query("DELETE FROM t").execute(pool).await)
+/// ```
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident, $begin:ident| $body:expr) => {
+        match $db {
+            $crate::db::Database::Sqlite($pool) => {
+                let $begin = "BEGIN IMMEDIATE";
+                let _ = $begin;
+                $body
+            }
+            $crate::db::Database::Postgres($pool) => {
+                let $begin = "BEGIN";
+                let _ = $begin;
+                $body
+            }
+        }
+    };
+}
+
 /// A connected, migrated database.
 #[derive(Clone, Debug)]
 pub enum Database {
@@ -244,6 +273,32 @@ impl Database {
             Self::Sqlite(pool) => pool.close().await,
             Self::Postgres(pool) => pool.close().await,
         }
+    }
+}
+
+/// Whether `error` means the database is unreachable, overloaded or busy (worth retrying:
+/// `UNAVAILABLE`), rather than a bug in a query.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (08), insufficient resources (53), operator
+            // intervention such as a shutdown (57), serialization failure / deadlock (40001,
+            // 40P01). SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with extended codes.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+                || code == "40001"
+                || code == "40P01"
+                || code
+                    .parse::<i32>()
+                    .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
+        }),
+        _ => false,
     }
 }
 

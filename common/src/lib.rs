@@ -10,6 +10,10 @@
 //!   per-RPC logging, a panic guard, request deadlines and graceful draining.
 //! - [`rpc_log`]: the tower layer that writes one log line per RPC.
 //! - [`db`]: [`Database`], a SQLite or PostgreSQL pool chosen by URL, with embedded migrations.
+//! - [`rpc_error`]: statuses with AIP-193 details (`ErrorInfo`, `BadRequest`, `RetryInfo`).
+//! - [`token`]: access-token claims, bearer metadata, verification against a key set.
+//! - [`testing`]: fresh SQLite or PostgreSQL databases for tests.
+//! - [`time`]: stored times (microseconds) and protobuf timestamps.
 //!
 //! # Request flow
 //! `listener -> tonic (HTTP/2, deadline from grpc-timeout) -> RpcLog -> CatchPanic -> routes
@@ -17,10 +21,14 @@
 
 pub mod config;
 pub mod db;
+pub mod rpc_error;
 pub mod rpc_log;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod testing;
+pub mod time;
+pub mod token;
 
 pub use config::{CommonArgs, exit_on_bad_config, parse_args};
 pub use db::{Database, DatabaseUrl, EmbeddedMigration, Migrations};

@@ -283,6 +283,8 @@ pub enum RunError {
     Database(crate::db::DbError),
     /// The server failed.
     Serve(ServeError),
+    /// Anything else needed at start failed (keys, settings).
+    Setup(String),
 }
 
 impl fmt::Display for RunError {
@@ -290,6 +292,7 @@ impl fmt::Display for RunError {
         match self {
             Self::Database(e) => write!(f, "database: {e}"),
             Self::Serve(e) => write!(f, "server: {e}"),
+            Self::Setup(e) => write!(f, "setup: {e}"),
         }
     }
 }

@@ -165,6 +165,8 @@ pub fn test_common_args(data_dir: PathBuf) -> CommonArgs {
         log_format: LogFormat::Text,
         shutdown_grace_period: Duration::from_secs(5),
         request_timeout: Duration::from_secs(30),
+        token_issuer: todo_common::config::DEFAULT_TOKEN_ISSUER.to_owned(),
+        token_audience: todo_common::config::DEFAULT_TOKEN_AUDIENCE.to_owned(),
     }
 }
 
@@ -186,10 +188,7 @@ impl Stack {
         let (task_listener, task) = loopback_listener().await;
         let (gateway_listener, gateway) = loopback_listener().await;
 
-        let auth_config = auth_service::Config {
-            listen_addr: auth,
-            database_url: storage.auth_url.clone(),
-        };
+        let auth_config = auth_service::Config::new(auth, storage.auth_url.clone());
         let task_config = task_service::Config {
             listen_addr: task,
             database_url: storage.task_url.clone(),

@@ -1,0 +1,242 @@
+//! Access tokens as every service sees them: the claims, the bearer metadata, and verification
+//! against a set of public keys chosen by the token's `kid` (never by anything else the token
+//! says).
+//!
+//! An access token is a JWT signed with Ed25519 (`alg: EdDSA`, RFC 8037) with header
+//! `typ: at+jwt` (RFC 9068) and a `kid`. Verification allows exactly that algorithm and checks
+//! the signature, `typ`, `iss`, `aud`, `exp` and `nbf` (with [`LEEWAY_SECS`] of clock skew).
+
+use std::{collections::HashMap, fmt};
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+use tonic::metadata::MetadataMap;
+
+/// The only signing algorithm issued and accepted.
+pub const ALGORITHM: Algorithm = Algorithm::EdDSA;
+/// The `typ` header of an access token (RFC 9068).
+pub const TOKEN_TYPE: &str = "at+jwt";
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: u64 = 30;
+/// Longer tokens are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+/// The claims of an access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer: the auth service's configured name.
+    pub iss: String,
+    /// Audience: the services the token is for.
+    pub aud: String,
+    /// Subject: the user id.
+    pub sub: String,
+    /// The user's email when the token was issued.
+    pub email: String,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: i64,
+    /// Not valid before, seconds since the Unix epoch.
+    pub nbf: i64,
+    /// Expires at, seconds since the Unix epoch.
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: String,
+}
+
+/// Who a verified access token speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id (`sub`).
+    pub user_id: String,
+    /// The user's email (`email`).
+    pub email: String,
+    /// When the token expires, seconds since the Unix epoch (`exp`).
+    pub expire_time: i64,
+}
+
+/// Why a request carries no usable identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenError {
+    /// No `authorization: Bearer …` metadata.
+    Missing,
+    /// Signed by a key the verifier does not know (yet): fetch the key set again.
+    UnknownKey(String),
+    /// Expired (`exp` in the past).
+    Expired,
+    /// Anything else: not a JWT, wrong algorithm or type, bad signature, wrong issuer or
+    /// audience, not yet valid, missing claims.
+    Invalid,
+}
+
+impl TokenError {
+    /// The `ErrorInfo.reason` for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Missing => "TOKEN_MISSING",
+            Self::Expired => "TOKEN_EXPIRED",
+            Self::UnknownKey(_) | Self::Invalid => "TOKEN_INVALID",
+        }
+    }
+
+    /// A message safe to send.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing bearer token in the authorization metadata",
+            Self::Expired => "access token expired",
+            Self::UnknownKey(_) | Self::Invalid => "invalid access token",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Public verification keys by key id.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    keys: HashMap<String, DecodingKey>,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.keys.keys()).finish()
+    }
+}
+
+impl KeySet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the Ed25519 public key `x` (base64url, as in a JWK) under `kid`.
+    pub fn insert_ed25519(
+        &mut self,
+        kid: &str,
+        x: &str,
+    ) -> Result<(), jsonwebtoken::errors::Error> {
+        let key = DecodingKey::from_ed_components(x)?;
+        self.keys.insert(kid.to_owned(), key);
+        Ok(())
+    }
+
+    /// Whether `kid` is in the set.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set has no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Verifies access tokens for one issuer and audience.
+#[derive(Clone, Debug)]
+pub struct TokenVerifier {
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    /// A verifier accepting tokens from `issuer` for `audience`.
+    pub fn new(issuer: &str, audience: &str) -> Self {
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        Self { validation }
+    }
+
+    /// Checks `token` against `keys` and returns who it speaks for.
+    pub fn verify(&self, token: &str, keys: &KeySet) -> Result<Identity, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != ALGORITHM || header.typ.as_deref() != Some(TOKEN_TYPE) {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        let key = keys
+            .keys
+            .get(&kid)
+            .ok_or_else(|| TokenError::UnknownKey(kid.clone()))?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            },
+        )?;
+        let claims = data.claims;
+        if claims.sub.is_empty() {
+            return Err(TokenError::Invalid);
+        }
+        Ok(Identity {
+            user_id: claims.sub,
+            email: claims.email,
+            expire_time: claims.exp,
+        })
+    }
+}
+
+/// The bearer token of a request's `authorization` metadata (`Bearer <token>`, the scheme in
+/// any case).
+pub fn bearer_token(metadata: &MetadataMap) -> Result<&str, TokenError> {
+    let value = metadata
+        .get("authorization")
+        .ok_or(TokenError::Missing)?
+        .to_str()
+        .map_err(|_| TokenError::Invalid)?;
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Invalid)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(TokenError::Invalid);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_metadata_is_parsed_strictly() {
+        let mut metadata = MetadataMap::new();
+        assert_eq!(bearer_token(&metadata), Err(TokenError::Missing));
+        metadata.insert("authorization", "Bearer abc.def.ghi".parse().unwrap());
+        assert_eq!(bearer_token(&metadata), Ok("abc.def.ghi"));
+        metadata.insert("authorization", "bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&metadata), Ok("abc"));
+        metadata.insert("authorization", "Basic dXNlcjpwdw==".parse().unwrap());
+        assert_eq!(bearer_token(&metadata), Err(TokenError::Invalid));
+        metadata.insert("authorization", "Bearer ".parse().unwrap());
+        assert_eq!(bearer_token(&metadata), Err(TokenError::Missing));
+    }
+
+    #[test]
+    fn garbage_and_oversized_tokens_are_invalid_without_a_key_lookup() {
+        let verifier = TokenVerifier::new("iss", "aud");
+        let keys = KeySet::new();
+        for token in ["", "garbage", "a.b.c", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
+            assert_eq!(
+                verifier.verify(token, &keys),
+                Err(TokenError::Invalid),
+                "{token:.20}"
+            );
+        }
+    }
+}
