@@ -118,7 +118,8 @@ pub async fn rotate(store: &impl UserStore) -> Result<String, KeyError> {
     Ok(key.kid)
 }
 
-fn encoding_key(record: &SigningKeyRecord) -> Result<EncodingKey, KeyError> {
+/// The jsonwebtoken signing key of a stored key.
+pub fn encoding_key(record: &SigningKeyRecord) -> Result<EncodingKey, KeyError> {
     let seed: [u8; 32] = STANDARD
         .decode(&record.private_key)
         .ok()

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use prost::Message;
 use todo_proto::{service_names, task::v1 as task};
-use todo_tests::{Backend, Stack, backends, channel};
+use todo_tests::{Backend, Stack, channel, for_each_backend};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::{
@@ -95,17 +95,6 @@ fn expected(own: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = own.iter().chain(&STANDARD).map(|s| s.to_string()).collect();
     names.sort();
     names
-}
-
-async fn for_each_backend<F, Fut>(test: F)
-where
-    F: Fn(Backend) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for backend in backends() {
-        eprintln!("-- backend: {}", backend.name());
-        test(backend).await;
-    }
 }
 
 #[tokio::test]
