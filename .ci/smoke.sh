@@ -26,6 +26,17 @@ expect "grpcurl list gateway" "$(grpcurl -plaintext "$gateway" list)" "grpc.heal
 expect "grpcurl describe" "$(grpcurl -plaintext "$task" describe todo.task.v1.TaskService.ListTasks)" "keyset\|by key"
 expect "grpcurl health" "$(grpcurl -plaintext -d '{"service":"todo.auth.v1.AuthService"}' "$auth" grpc.health.v1.Health/Check)" "SERVING"
 expect "grpcurl unimplemented" "$(grpcurl -plaintext -d '{}' "$task" todo.task.v1.TaskService/ListTasks 2>&1 || true)" "Unimplemented"
+signup=$(grpcurl -plaintext -d '{"email":"Smoke@Example.com","password":"correct horse battery"}' "$auth" todo.auth.v1.AuthService/SignUp)
+expect "grpcurl SignUp" "$signup" '"email": "smoke@example.com"'
+login=$(grpcurl -plaintext -d '{"email":"smoke@example.com","password":"correct horse battery"}' "$auth" todo.auth.v1.AuthService/Login)
+token=$(sed -n 's/.*"accessToken": "\([^"]*\)".*/\1/p' <<<"$login")
+[ -n "$token" ] || { echo "FAIL: no access token in: $login"; exit 1; }
+expect "grpcurl GetCurrentUser" \
+  "$(grpcurl -plaintext -H "authorization: Bearer $token" "$auth" todo.auth.v1.AuthService/GetCurrentUser)" "smoke@example.com"
+expect "grpcurl field violations" \
+  "$(grpcurl -plaintext -format-error -d '{"email":"nope","password":"short"}' "$auth" todo.auth.v1.AuthService/SignUp 2>&1 || true)" '"field":"password"'
+expect "buf curl Login" \
+  "$(buf curl --http2-prior-knowledge --protocol grpc -d '{"email":"smoke@example.com","password":"correct horse battery"}' "http://$auth/todo.auth.v1.AuthService/Login")" "refreshToken"
 expect "buf curl list (reflection v1)" \
   "$(buf curl --http2-prior-knowledge --protocol grpc --list-services "http://$task")" "todo.task.v1.TaskService"
 expect "buf curl health" \
