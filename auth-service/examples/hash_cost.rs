@@ -11,7 +11,9 @@ use auth_service::password::{HashCost, PasswordHasher};
 
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<u32>().expect("a number"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<u32>().expect("a number"));
     let cost = HashCost {
         memory_kib: args.next().unwrap_or(HashCost::OWASP.memory_kib),
         iterations: args.next().unwrap_or(HashCost::OWASP.iterations),
@@ -23,7 +25,10 @@ async fn main() {
 
     let started = Instant::now();
     for _ in 0..rounds {
-        hasher.hash("correct horse battery".into()).await.expect("hash");
+        hasher
+            .hash("correct horse battery".into())
+            .await
+            .expect("hash");
     }
     let serial = started.elapsed() / rounds;
 

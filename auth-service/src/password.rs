@@ -1,23 +1,19 @@
-//! Passwords: the rules a new password must meet, and Argon2id hashing on a bounded pool of
-//! blocking threads.
+//! Passwords: the rules a new password must meet, and Argon2id hashing on dedicated threads.
 //!
 //! Hashing is deliberately expensive (19 MiB and two passes at the OWASP minimum), so it never
-//! runs on the async workers: at most `concurrency` hashes run at once on tokio's blocking pool,
-//! a bounded number wait for a turn, and calls beyond that are refused as busy. A login flood
-//! therefore costs bounded memory and CPU and cannot starve the other RPCs.
+//! runs on the async workers: a fixed number of dedicated threads hash, a bounded number of calls
+//! wait for one, and calls beyond that are refused as busy. A login flood therefore costs
+//! bounded memory and CPU and cannot starve the other RPCs.
 
 use std::{
     collections::HashSet,
-    sync::{
-        Arc, LazyLock,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, LazyLock, Mutex, OnceLock},
 };
 
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+    Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    password_hash::phc::{Output, ParamsString, Salt},
 };
-use tokio::sync::Semaphore;
 
 /// Fewest characters in a password (NIST SP 800-63B).
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -86,9 +82,9 @@ impl HashCost {
 /// The hasher could not take the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashError {
-    /// Every slot and every place in the queue is taken: try again shortly.
+    /// Every worker is busy and the queue is full: try again shortly.
     Busy,
-    /// Hashing failed or its thread died: a bug.
+    /// Hashing failed or its worker died: a bug.
     Failed,
 }
 
@@ -101,33 +97,33 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
-/// Argon2id hashing and verification on a bounded blocking pool.
+/// Work for a hashing thread.
+type Job = Box<dyn FnOnce(&mut Workspace) + Send>;
+
+/// Argon2id hashing and verification on a fixed set of dedicated threads.
+///
+/// Each thread keeps one Argon2 memory area for its whole life, so memory stays at
+/// `threads × cost.memory_kib` however many hashes run, instead of growing with allocator
+/// arenas as short-lived 19 MiB allocations on a pool of blocking threads would. A bounded
+/// queue in front of the threads turns overload into [`HashError::Busy`].
 #[derive(Clone)]
 pub struct PasswordHasher {
+    jobs: std::sync::mpsc::SyncSender<Job>,
     params: Params,
-    permits: Arc<Semaphore>,
-    /// Calls running or waiting.
-    in_flight: Arc<AtomicUsize>,
-    /// Most calls running or waiting at once; more are refused as busy.
-    capacity: usize,
-    /// A hash of nothing anyone knows, verified when an account does not exist, so that an
-    /// unknown email costs the same time as a wrong password.
-    dummy_hash: Arc<str>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordHasher")
             .field("params", &self.params)
-            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
 }
 
 impl PasswordHasher {
-    /// A hasher with `cost`, running at most `concurrency` hashes at once with at most
-    /// `max_queued` waiting. Fails if `cost` is below the OWASP minimum or invalid.
-    pub fn new(cost: HashCost, concurrency: usize, max_queued: usize) -> Result<Self, String> {
+    /// A hasher with `cost` on `threads` dedicated threads, with at most `max_queued` calls
+    /// waiting for one. Fails if `cost` is below the OWASP minimum or invalid.
+    pub fn new(cost: HashCost, threads: usize, max_queued: usize) -> Result<Self, String> {
         if cost.memory_kib < MIN_MEMORY_KIB || cost.iterations < MIN_ITERATIONS {
             return Err(format!(
                 "password hashing must cost at least {MIN_MEMORY_KIB} KiB and {MIN_ITERATIONS} passes"
@@ -135,31 +131,41 @@ impl PasswordHasher {
         }
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| format!("invalid password hashing parameters: {e}"))?;
-        let mut random = [0u8; 32];
-        getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
-        let dummy_hash = argon2(&params)
-            .hash_password(&random)
-            .map_err(|e| format!("cannot hash: {e}"))?
-            .to_string();
-        Ok(Self {
-            params,
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            in_flight: Arc::new(AtomicUsize::new(0)),
-            capacity: concurrency.max(1) + max_queued,
-            dummy_hash: dummy_hash.into(),
-        })
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(max_queued);
+        let queue = Arc::new(Mutex::new(queue));
+        let dummy = Arc::new(OnceLock::new());
+        for index in 0..threads.max(1) {
+            let queue = queue.clone();
+            let mut workspace = Workspace {
+                params: params.clone(),
+                memory: Vec::new(),
+                dummy: dummy.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("password-hash-{index}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = queue
+                            .lock()
+                            .map_err(drop)
+                            .and_then(|q| q.recv().map_err(drop));
+                        match job {
+                            Ok(job) => job(&mut workspace),
+                            // Every sender is gone: the hasher was dropped.
+                            Err(()) => return,
+                        }
+                    }
+                })
+                .map_err(|e| format!("cannot start a hashing thread: {e}"))?;
+        }
+        Ok(Self { jobs, params })
     }
 
     /// Hashes `password` into a PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let params = self.params.clone();
-        self.run(move || {
-            argon2(&params)
-                .hash_password(password.as_bytes())
-                .map(|hash| hash.to_string())
-                .map_err(|_| HashError::Failed)
-        })
-        .await?
+        self.run(move |workspace| workspace.hash(password.as_bytes()))
+            .await?
     }
 
     /// Checks `password` against `stored` (a PHC string), or against a dummy hash when there is
@@ -169,57 +175,136 @@ impl PasswordHasher {
         password: String,
         stored: Option<String>,
     ) -> Result<Verified, HashError> {
-        let exists = stored.is_some();
-        let stored = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        let params = self.params.clone();
-        self.run(move || {
-            let Ok(hash) = PasswordHash::new(&stored) else {
-                return Verified {
-                    matches: false,
-                    needs_rehash: false,
-                };
-            };
-            let matches = argon2(&params)
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-                && exists;
-            let current = hash.algorithm == argon2::ARGON2ID_IDENT
-                && Params::try_from(&hash).is_ok_and(|p| same_cost(&p, &params));
-            Verified {
-                matches,
-                needs_rehash: matches && !current,
-            }
-        })
-        .await
+        self.run(move |workspace| workspace.verify(password.as_bytes(), stored.as_deref()))
+            .await?
     }
 
-    /// Runs `work` on the blocking pool once a slot is free.
+    /// Queues `work` for a hashing thread and waits for its result.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Workspace) -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        // Take a place first, so that the number of waiting calls stays bounded.
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(HashError::Busy);
-        }
-        let permit = self.permits.clone().acquire_owned().await;
-        let result = match permit {
-            Ok(permit) => tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                work()
-            })
-            .await
-            .map_err(|_| HashError::Failed),
-            Err(_) => Err(HashError::Failed),
-        };
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        result
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |workspace| {
+            let _ = reply.send(work(workspace));
+        });
+        self.jobs.try_send(job).map_err(|e| match e {
+            std::sync::mpsc::TrySendError::Full(_) => HashError::Busy,
+            std::sync::mpsc::TrySendError::Disconnected(_) => HashError::Failed,
+        })?;
+        result.await.map_err(|_| HashError::Failed)
     }
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+/// What a hashing thread keeps between jobs.
+struct Workspace {
+    params: Params,
+    /// The Argon2 memory for `params`, allocated on first use and reused.
+    memory: Vec<Block>,
+    /// The hash verified for accounts that do not exist, made on first need.
+    dummy: Arc<OnceLock<String>>,
+}
+
+impl Workspace {
+    /// Runs Argon2 with `params` into `out`, reusing the kept memory when the cost matches.
+    fn argon2_into(
+        &mut self,
+        algorithm: Algorithm,
+        version: Version,
+        params: Params,
+        password: &[u8],
+        salt: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), HashError> {
+        let blocks = params.block_count();
+        let hasher = Argon2::new(algorithm, version, params);
+        let result = if same_cost(hasher.params(), &self.params) {
+            if self.memory.len() != blocks {
+                self.memory = vec![Block::default(); blocks];
+            }
+            hasher.hash_password_into_with_memory(password, salt, out, &mut self.memory)
+        } else {
+            // A hash made with other costs (before a settings change): rare, so no reuse.
+            hasher.hash_password_into(password, salt, out)
+        };
+        result.map_err(|_| HashError::Failed)
+    }
+
+    fn hash(&mut self, password: &[u8]) -> Result<String, HashError> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|_| HashError::Failed)?;
+        let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+        let params = self.params.clone();
+        self.argon2_into(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            params.clone(),
+            password,
+            &salt,
+            &mut out,
+        )?;
+        let phc = PasswordHash {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&params).map_err(|_| HashError::Failed)?,
+            salt: Some(Salt::new(&salt).map_err(|_| HashError::Failed)?),
+            hash: Some(Output::new(&out).map_err(|_| HashError::Failed)?),
+        };
+        Ok(phc.to_string())
+    }
+
+    fn verify(&mut self, password: &[u8], stored: Option<&str>) -> Result<Verified, HashError> {
+        let exists = stored.is_some();
+        let stored = match stored {
+            Some(stored) => stored.to_owned(),
+            None => match self.dummy.get() {
+                Some(dummy) => dummy.clone(),
+                None => {
+                    let mut random = [0u8; 32];
+                    getrandom::fill(&mut random).map_err(|_| HashError::Failed)?;
+                    let dummy = self.hash(&random)?;
+                    self.dummy.get_or_init(|| dummy).clone()
+                }
+            },
+        };
+        let no_match = Verified {
+            matches: false,
+            needs_rehash: false,
+        };
+        let Ok(hash) = PasswordHash::new(&stored) else {
+            return Ok(no_match);
+        };
+        let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+            Algorithm::try_from(hash.algorithm.as_str()),
+            Params::try_from(&hash),
+            hash.salt,
+            hash.hash,
+        ) else {
+            return Ok(no_match);
+        };
+        let version = hash
+            .version
+            .and_then(|v| Version::try_from(v).ok())
+            .unwrap_or_default();
+        let mut out = vec![0u8; expected.len()];
+        let current = algorithm == Algorithm::Argon2id
+            && version == Version::V0x13
+            && same_cost(&params, &self.params);
+        self.argon2_into(
+            algorithm,
+            version,
+            params,
+            password,
+            salt.as_ref(),
+            &mut out,
+        )?;
+        // Output's equality is constant-time.
+        let matches = exists && Output::new(&out).is_ok_and(|out| out == expected);
+        Ok(Verified {
+            matches,
+            needs_rehash: matches && !current,
+        })
+    }
 }
 
 fn same_cost(a: &Params, b: &Params) -> bool {
@@ -322,6 +407,34 @@ mod tests {
             Verified {
                 matches: true,
                 needs_rehash: true
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_argon2_crates_own_phc_code() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let ours = hasher().hash("correct horse battery".into()).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
+
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse battery")
+            .unwrap()
+            .to_string();
+        let result = hasher()
+            .verify("correct horse battery".into(), Some(theirs))
+            .await
+            .unwrap();
+        assert_eq!(
+            result,
+            Verified {
+                matches: true,
+                needs_rehash: false
             }
         );
     }
