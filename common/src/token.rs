@@ -227,6 +227,96 @@ mod tests {
         assert_eq!(bearer_token(&metadata), Err(TokenError::Missing));
     }
 
+    /// The Ed25519 key of RFC 8037, appendix A: a known key, so that this crate, which only
+    /// verifies, can check a real signature (jsonwebtoken compiles without a crypto backend and
+    /// then panics on first use).
+    const RFC8037_SEED_HEX: &str =
+        "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+
+    fn rfc8037_key() -> jsonwebtoken::EncodingKey {
+        // PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed prefix, then the seed.
+        let mut der = vec![
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20,
+        ];
+        der.extend(
+            (0..32).map(|i| u8::from_str_radix(&RFC8037_SEED_HEX[2 * i..2 * i + 2], 16).unwrap()),
+        );
+        jsonwebtoken::EncodingKey::from_ed_der(&der)
+    }
+
+    fn token(claims: &AccessClaims, typ: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(ALGORITHM);
+        header.typ = Some(typ.to_owned());
+        header.kid = Some("k1".to_owned());
+        jsonwebtoken::encode(&header, claims, &rfc8037_key()).unwrap()
+    }
+
+    #[test]
+    fn real_signatures_verify_and_every_claim_is_checked() {
+        let mut keys = KeySet::new();
+        keys.insert_ed25519("k1", RFC8037_X).unwrap();
+        let verifier = TokenVerifier::new("iss", "aud");
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
+        let claims = AccessClaims {
+            iss: "iss".into(),
+            aud: "aud".into(),
+            sub: "user-1".into(),
+            email: "a@example.com".into(),
+            iat: now,
+            nbf: now,
+            exp: now + 60,
+            jti: "j".into(),
+        };
+        let identity = verifier.verify(&token(&claims, TOKEN_TYPE), &keys).unwrap();
+        assert_eq!(
+            (identity.user_id.as_str(), identity.expire_time),
+            ("user-1", now + 60)
+        );
+
+        let expired = AccessClaims {
+            exp: now - 120,
+            ..claims.clone()
+        };
+        assert_eq!(
+            verifier.verify(&token(&expired, TOKEN_TYPE), &keys),
+            Err(TokenError::Expired)
+        );
+        for bad in [
+            AccessClaims {
+                nbf: now + 120,
+                ..claims.clone()
+            },
+            AccessClaims {
+                aud: "other".into(),
+                ..claims.clone()
+            },
+            AccessClaims {
+                iss: "other".into(),
+                ..claims.clone()
+            },
+            AccessClaims {
+                sub: String::new(),
+                ..claims.clone()
+            },
+        ] {
+            assert_eq!(
+                verifier.verify(&token(&bad, TOKEN_TYPE), &keys),
+                Err(TokenError::Invalid),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            verifier.verify(&token(&claims, "JWT"), &keys),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            verifier.verify(&token(&claims, TOKEN_TYPE), &KeySet::new()),
+            Err(TokenError::UnknownKey("k1".into()))
+        );
+    }
+
     #[test]
     fn garbage_and_oversized_tokens_are_invalid_without_a_key_lookup() {
         let verifier = TokenVerifier::new("iss", "aud");

@@ -195,6 +195,12 @@ impl Stack {
     /// Stops the auth service (draining it) and starts it again on the same address and
     /// database, as a redeploy would.
     pub async fn restart_auth(&mut self) {
+        self.restart_auth_with(|_| {}).await;
+    }
+
+    /// Restarts the auth service with its settings adjusted by `adjust`.
+    pub async fn restart_auth_with(&mut self, adjust: impl FnOnce(&mut auth_service::Config)) {
+        adjust(&mut self.auth_config);
         let index = self
             .servers
             .iter()

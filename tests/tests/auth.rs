@@ -904,6 +904,45 @@ async fn a_restart_logs_nobody_out() {
 }
 
 #[tokio::test]
+async fn a_login_rehashes_the_password_when_the_cost_settings_change() {
+    let mut stack = Stack::start(&Backend::Sqlite).await;
+    let mut auth = client(stack.auth).await;
+    let user_id = sign_up(&mut auth, "ada@example.com").await.user.unwrap().id;
+    let stored_hash = |stack: &Stack| {
+        let url = stack.auth_database();
+        let user_id = user_id.clone();
+        async move {
+            let db = Database::connect(&url, &auth_service::MIGRATIONS)
+                .await
+                .unwrap();
+            let store = todo_auth_store::SqlUserStore::new(db.clone());
+            let user = todo_auth_store::UserStore::user_by_id(&store, &user_id)
+                .await
+                .unwrap()
+                .unwrap();
+            db.close().await;
+            user.password_hash
+        }
+    };
+    assert!(stored_hash(&stack).await.contains("m=19456,t=2"));
+
+    stack
+        .restart_auth_with(|auth| {
+            auth.argon2_memory_kib = 24 * 1024;
+            auth.argon2_iterations = 3;
+        })
+        .await;
+    let mut auth = client(stack.auth).await;
+    login(&mut auth, "ada@example.com", PASSWORD).await.unwrap();
+    assert!(
+        stored_hash(&stack).await.contains("m=24576,t=3"),
+        "rehashed at the new cost"
+    );
+    login(&mut auth, "ada@example.com", PASSWORD).await.unwrap();
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn repeated_failures_are_throttled_and_the_owner_gets_back_in() {
     for_each_backend(|backend| async move {
         let stack = Stack::start_with(&backend, |auth| {
