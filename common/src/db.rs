@@ -149,18 +149,26 @@ fn migrator(migrations: &[EmbeddedMigration]) -> Migrator {
 /// ```ignore
 /// on_pool!(&self.db, |pool, begin| sqlx::query("DELETE FROM t").execute(pool).await)
 /// ```
+///
+/// A third name, `|pool, begin, postgres|`, is bound to a `bool` that is true on PostgreSQL,
+/// for the few statements only one engine has (`FOR UPDATE`, `pg_notify`).
 #[macro_export]
 macro_rules! on_pool {
     ($db:expr, |$pool:ident, $begin:ident| $body:expr) => {
+        $crate::on_pool!($db, |$pool, $begin, _postgres| $body)
+    };
+    ($db:expr, |$pool:ident, $begin:ident, $postgres:ident| $body:expr) => {
         match $db {
             $crate::db::Database::Sqlite($pool) => {
                 let $begin = "BEGIN IMMEDIATE";
-                let _ = $begin;
+                let $postgres = false;
+                let _ = ($begin, $postgres);
                 $body
             }
             $crate::db::Database::Postgres($pool) => {
                 let $begin = "BEGIN";
-                let _ = $begin;
+                let $postgres = true;
+                let _ = ($begin, $postgres);
                 $body
             }
         }

@@ -193,7 +193,12 @@ impl TokenVerifier {
 /// The bearer token of a request's `authorization` metadata (`Bearer <token>`, the scheme in
 /// any case).
 pub fn bearer_token(metadata: &MetadataMap) -> Result<&str, TokenError> {
-    let value = metadata
+    bearer_token_of_headers(metadata.as_ref())
+}
+
+/// [`bearer_token`] for plain HTTP headers (in a tower layer, before tonic decodes the call).
+pub fn bearer_token_of_headers(headers: &http::HeaderMap) -> Result<&str, TokenError> {
+    let value = headers
         .get("authorization")
         .ok_or(TokenError::Missing)?
         .to_str()

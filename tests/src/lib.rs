@@ -139,10 +139,7 @@ impl Stack {
 
         let mut auth_config = auth_service::Config::new(auth, auth_url);
         adjust_auth(&mut auth_config);
-        let task_config = task_service::Config {
-            listen_addr: task,
-            database_url: task_url,
-        };
+        let task_config = task_service::Config::new(task, task_url, format!("http://{auth}"));
         let gateway_config = gateway::Config {
             listen_addr: gateway,
         };

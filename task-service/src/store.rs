@@ -1,0 +1,722 @@
+//! The tasks store.
+//!
+//! [`TaskStore`] is what the service needs; [`SqlTaskStore`] implements it on SQLite and on
+//! PostgreSQL with the same SQL (see [`todo_common::on_pool`]). Every method takes the owner
+//! first and every statement filters on it: the owner comes only from a verified token.
+//! Writes keep the per-owner counts in the same transaction and, on PostgreSQL, record their
+//! event and `NOTIFY task_events` with its id, so that every instance can stream it.
+
+use std::future::Future;
+
+use todo_common::{Database, on_pool, time::Micros};
+
+/// A task as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// UUIDv7 string.
+    pub id: String,
+    /// The owner's user id.
+    pub owner_id: String,
+    /// 1-200 characters.
+    pub title: String,
+    /// 0-2000 characters.
+    pub description: String,
+    /// Done or not.
+    pub completed: bool,
+    /// Creation time.
+    pub create_time: Micros,
+    /// Last change; strictly increases with every change.
+    pub update_time: Micros,
+    /// 1 on creation, +1 per change: the etag.
+    pub version: i64,
+}
+
+/// The fields of a new task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTask {
+    /// Checked title.
+    pub title: String,
+    /// Checked description.
+    pub description: String,
+    /// Initial state.
+    pub completed: bool,
+}
+
+/// The fields an update sets; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskChanges {
+    /// New title.
+    pub title: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New state.
+    pub completed: Option<bool>,
+}
+
+/// What happened to a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// It was created.
+    Created = 1,
+    /// Its fields changed.
+    Updated = 2,
+    /// It was deleted.
+    Deleted = 3,
+}
+
+impl EventKind {
+    fn from_code(code: i16) -> Option<Self> {
+        match code {
+            1 => Some(Self::Created),
+            2 => Some(Self::Updated),
+            3 => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// A committed change, as streamed by `WatchTasks`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The task after the change (as it was, for a deletion).
+    pub task: TaskRecord,
+    /// When it was committed.
+    pub event_time: Micros,
+}
+
+/// The outcome of a write to an existing task.
+// Returned once per write and matched at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Done: the task after the write, and its event (`None` when nothing changed).
+    Done(TaskRecord, Option<TaskEvent>),
+    /// The owner has no such task.
+    NotFound,
+    /// The task's version is not the expected one.
+    VersionMismatch,
+}
+
+/// The sort key of a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    /// `create_time`.
+    CreateTime,
+    /// `update_time`.
+    UpdateTime,
+    /// `title`, by code point.
+    Title,
+}
+
+/// A listing order: a key and a direction; ties are broken by id in the same direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Order {
+    /// Sort key.
+    pub key: SortKey,
+    /// Largest first.
+    pub descending: bool,
+}
+
+/// The value of the sort key at a page boundary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CursorKey {
+    /// A time (`create_time`, `update_time`).
+    Time(Micros),
+    /// A title.
+    Text(String),
+}
+
+/// Where the previous page ended: the last task's sort key and id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// Its sort key.
+    pub key: CursorKey,
+    /// Its id.
+    pub id: String,
+}
+
+impl Cursor {
+    /// The cursor just after `task` in `order`.
+    pub fn after(task: &TaskRecord, order: Order) -> Self {
+        let key = match order.key {
+            SortKey::CreateTime => CursorKey::Time(task.create_time),
+            SortKey::UpdateTime => CursorKey::Time(task.update_time),
+            SortKey::Title => CursorKey::Text(task.title.clone()),
+        };
+        Self {
+            key,
+            id: task.id.clone(),
+        }
+    }
+}
+
+/// One page request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only tasks with this state, if set.
+    pub completed: Option<bool>,
+    /// The order.
+    pub order: Order,
+    /// Start after this task.
+    pub after: Option<Cursor>,
+    /// At most this many tasks.
+    pub limit: i64,
+}
+
+/// What went wrong in the store.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The database cannot be reached or is overloaded: retry later.
+    Unavailable(sqlx::Error),
+    /// Anything else: a bug or a broken database.
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        if todo_common::db::is_unavailable(&error) {
+            Self::Unavailable(error)
+        } else {
+            Self::Internal(error.to_string())
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable(e) => write!(f, "database unavailable: {e}"),
+            Self::Internal(e) => write!(f, "database error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the task service keeps.
+pub trait TaskStore: Send + Sync + 'static {
+    /// Creates a task. With a `request_id` the owner used before, returns the task that
+    /// request created (or `None` if it has been deleted since) and no event.
+    fn create(
+        &self,
+        owner: &str,
+        id: &str,
+        task: &NewTask,
+        request_id: Option<&str>,
+        now: Micros,
+    ) -> impl Future<Output = StoreResult<(Option<TaskRecord>, Option<TaskEvent>)>> + Send;
+    /// One of the owner's tasks.
+    fn get(
+        &self,
+        owner: &str,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<TaskRecord>>> + Send;
+    /// One page of the owner's tasks.
+    fn list(
+        &self,
+        owner: &str,
+        query: &ListQuery,
+    ) -> impl Future<Output = StoreResult<Vec<TaskRecord>>> + Send;
+    /// How many tasks the owner has, with the given state if set.
+    fn count(
+        &self,
+        owner: &str,
+        completed: Option<bool>,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Changes a task, if its version is `expected_version` (when set).
+    fn update(
+        &self,
+        owner: &str,
+        id: &str,
+        changes: &TaskChanges,
+        expected_version: Option<i64>,
+        now: Micros,
+    ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+    /// Deletes a task, if its version is `expected_version` (when set).
+    fn delete(
+        &self,
+        owner: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        now: Micros,
+    ) -> impl Future<Output = StoreResult<WriteOutcome>> + Send;
+    /// A recorded event (PostgreSQL's change feed).
+    fn event(&self, id: i64) -> impl Future<Output = StoreResult<Option<TaskEvent>>> + Send;
+    /// Forgets request ids and recorded events older than `before`; returns how many rows went.
+    fn prune(&self, before: Micros) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// [`TaskStore`] on SQLite or PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct SqlTaskStore {
+    db: Database,
+}
+
+impl SqlTaskStore {
+    /// A store over `db`, already migrated with [`crate::MIGRATIONS`].
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+const COLUMNS: &str =
+    "id, owner_id, title, description, completed, create_time, update_time, version";
+
+type TaskRow = (String, String, String, String, bool, i64, i64, i64);
+
+fn from_row(row: TaskRow) -> TaskRecord {
+    let (id, owner_id, title, description, completed, create_time, update_time, version) = row;
+    TaskRecord {
+        id,
+        owner_id,
+        title,
+        description,
+        completed,
+        create_time,
+        update_time,
+        version,
+    }
+}
+
+/// The ORDER BY clause, the sort column and the keyset comparison of an order.
+fn order_sql(order: Order) -> (&'static str, &'static str, &'static str) {
+    match (order.key, order.descending) {
+        (SortKey::CreateTime, true) => ("create_time DESC, id DESC", "create_time", "<"),
+        (SortKey::CreateTime, false) => ("create_time ASC, id ASC", "create_time", ">"),
+        (SortKey::UpdateTime, true) => ("update_time DESC, id DESC", "update_time", "<"),
+        (SortKey::UpdateTime, false) => ("update_time ASC, id ASC", "update_time", ">"),
+        (SortKey::Title, true) => ("title DESC, id DESC", "title", "<"),
+        (SortKey::Title, false) => ("title ASC, id ASC", "title", ">"),
+    }
+}
+
+/// Records `event` and announces it (PostgreSQL only: SQLite's feed is in-process).
+macro_rules! record_event {
+    ($tx:expr, $postgres:expr, $event:expr) => {
+        if $postgres {
+            let event: &TaskEvent = $event;
+            let task = &event.task;
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO task_events (kind, owner_id, task_id, title, description, completed, \
+                 create_time, update_time, version, event_time) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            )
+            .bind(event.kind as i16)
+            .bind(&task.owner_id)
+            .bind(&task.id)
+            .bind(&task.title)
+            .bind(&task.description)
+            .bind(task.completed)
+            .bind(task.create_time)
+            .bind(task.update_time)
+            .bind(task.version)
+            .bind(event.event_time)
+            .fetch_one(&mut *$tx)
+            .await?;
+            sqlx::query("SELECT pg_notify('task_events', $1)")
+                .bind(id.to_string())
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+impl SqlTaskStore {
+    /// One attempt at [`TaskStore::create`]; `None` when a concurrent create with the same
+    /// request id committed first.
+    async fn create_once(
+        &self,
+        owner: &str,
+        id: &str,
+        task: &NewTask,
+        request_id: Option<&str>,
+        now: Micros,
+    ) -> StoreResult<Option<(Option<TaskRecord>, Option<TaskEvent>)>> {
+        let get_sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2");
+        let outcome = on_pool!(&self.db, |pool, begin, postgres| {
+            async {
+                let mut tx = pool.begin_with(begin).await?;
+                if let Some(request_id) = request_id {
+                    let earlier: Option<(String,)> = sqlx::query_as(
+                        "SELECT task_id FROM create_requests WHERE owner_id = $1 AND request_id = $2",
+                    )
+                    .bind(owner)
+                    .bind(request_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((task_id,)) = earlier {
+                        let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(get_sql.clone()))
+                            .bind(owner)
+                            .bind(task_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        return Ok::<_, sqlx::Error>(Some((row.map(from_row), None)));
+                    }
+                }
+                let record = TaskRecord {
+                    id: id.to_owned(),
+                    owner_id: owner.to_owned(),
+                    title: task.title.clone(),
+                    description: task.description.clone(),
+                    completed: task.completed,
+                    create_time: now,
+                    update_time: now,
+                    version: 1,
+                };
+                sqlx::query(
+                    "INSERT INTO tasks (id, owner_id, title, description, completed, create_time, update_time, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&record.id)
+                .bind(owner)
+                .bind(&record.title)
+                .bind(&record.description)
+                .bind(record.completed)
+                .bind(now)
+                .bind(now)
+                .bind(record.version)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(request_id) = request_id {
+                    let remembered = sqlx::query(
+                        "INSERT INTO create_requests (owner_id, request_id, task_id, create_time) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(owner)
+                    .bind(request_id)
+                    .bind(id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await;
+                    if let Err(sqlx::Error::Database(e)) = &remembered
+                        && e.is_unique_violation()
+                    {
+                        // A concurrent retry of the same request won (PostgreSQL): use its task.
+                        return Ok(None);
+                    }
+                    remembered?;
+                }
+                sqlx::query(
+                    "INSERT INTO task_counts (owner_id, total, completed) VALUES ($1, 1, $2) \
+                     ON CONFLICT (owner_id) DO UPDATE SET total = task_counts.total + 1, \
+                     completed = task_counts.completed + $2",
+                )
+                .bind(owner)
+                .bind(i64::from(record.completed))
+                .execute(&mut *tx)
+                .await?;
+                let event = TaskEvent {
+                    kind: EventKind::Created,
+                    task: record.clone(),
+                    event_time: now,
+                };
+                record_event!(tx, postgres, &event);
+                tx.commit().await?;
+                Ok(Some((Some(record), Some(event))))
+            }
+            .await
+        })?;
+        Ok(outcome)
+    }
+}
+
+impl TaskStore for SqlTaskStore {
+    async fn create(
+        &self,
+        owner: &str,
+        id: &str,
+        task: &NewTask,
+        request_id: Option<&str>,
+        now: Micros,
+    ) -> StoreResult<(Option<TaskRecord>, Option<TaskEvent>)> {
+        // A second attempt happens only after losing a race with a concurrent retry of the
+        // same request (PostgreSQL), and then finds the winner's task.
+        for _ in 0..2 {
+            if let Some(done) = self.create_once(owner, id, task, request_id, now).await? {
+                return Ok(done);
+            }
+        }
+        Err(StoreError::Internal(
+            "create request id raced twice".to_owned(),
+        ))
+    }
+
+    async fn get(&self, owner: &str, id: &str) -> StoreResult<Option<TaskRecord>> {
+        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2");
+        let row: Option<TaskRow> = on_pool!(&self.db, |pool, _begin| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+        })?;
+        Ok(row.map(from_row))
+    }
+
+    async fn list(&self, owner: &str, query: &ListQuery) -> StoreResult<Vec<TaskRecord>> {
+        let (order_by, column, after) = order_sql(query.order);
+        let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1");
+        let mut placeholders = 1;
+        if query.completed.is_some() {
+            placeholders += 1;
+            sql.push_str(&format!(" AND completed = ${placeholders}"));
+        }
+        if query.after.is_some() {
+            sql.push_str(&format!(
+                " AND ({column}, id) {after} (${}, ${})",
+                placeholders + 1,
+                placeholders + 2
+            ));
+            placeholders += 2;
+        }
+        sql.push_str(&format!(" ORDER BY {order_by} LIMIT ${}", placeholders + 1));
+
+        let rows: Vec<TaskRow> = on_pool!(&self.db, |pool, _begin| {
+            let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
+            if let Some(completed) = query.completed {
+                statement = statement.bind(completed);
+            }
+            if let Some(cursor) = &query.after {
+                statement = match &cursor.key {
+                    CursorKey::Time(time) => statement.bind(*time),
+                    CursorKey::Text(text) => statement.bind(text.as_str()),
+                };
+                statement = statement.bind(cursor.id.as_str());
+            }
+            statement.bind(query.limit).fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(from_row).collect())
+    }
+
+    async fn count(&self, owner: &str, completed: Option<bool>) -> StoreResult<i64> {
+        let row: Option<(i64, i64)> = on_pool!(&self.db, |pool, _begin| {
+            sqlx::query_as("SELECT total, completed FROM task_counts WHERE owner_id = $1")
+                .bind(owner)
+                .fetch_optional(pool)
+                .await
+        })?;
+        let (total, done) = row.unwrap_or((0, 0));
+        Ok(match completed {
+            None => total,
+            Some(true) => done,
+            Some(false) => total - done,
+        })
+    }
+
+    async fn update(
+        &self,
+        owner: &str,
+        id: &str,
+        changes: &TaskChanges,
+        expected_version: Option<i64>,
+        now: Micros,
+    ) -> StoreResult<WriteOutcome> {
+        let outcome = on_pool!(&self.db, |pool, begin, postgres| {
+            async {
+                let mut tx = pool.begin_with(begin).await?;
+                let lock = if postgres { " FOR UPDATE" } else { "" };
+                let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2{lock}"
+                )))
+                .bind(owner)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(current) = row.map(from_row) else {
+                    return Ok::<_, sqlx::Error>(WriteOutcome::NotFound);
+                };
+                if expected_version.is_some_and(|v| v != current.version) {
+                    return Ok(WriteOutcome::VersionMismatch);
+                }
+                let mut next = current.clone();
+                if let Some(title) = &changes.title {
+                    next.title.clone_from(title);
+                }
+                if let Some(description) = &changes.description {
+                    next.description.clone_from(description);
+                }
+                if let Some(completed) = changes.completed {
+                    next.completed = completed;
+                }
+                if next == current {
+                    tx.commit().await?;
+                    return Ok(WriteOutcome::Done(current, None));
+                }
+                next.update_time = now.max(current.update_time + 1);
+                next.version = current.version + 1;
+                sqlx::query(
+                    "UPDATE tasks SET title = $1, description = $2, completed = $3, update_time = $4, \
+                     version = $5 WHERE owner_id = $6 AND id = $7",
+                )
+                .bind(&next.title)
+                .bind(&next.description)
+                .bind(next.completed)
+                .bind(next.update_time)
+                .bind(next.version)
+                .bind(owner)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if next.completed != current.completed {
+                    sqlx::query("UPDATE task_counts SET completed = completed + $1 WHERE owner_id = $2")
+                        .bind(if next.completed { 1_i64 } else { -1 })
+                        .bind(owner)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let event = TaskEvent {
+                    kind: EventKind::Updated,
+                    task: next.clone(),
+                    event_time: next.update_time,
+                };
+                record_event!(tx, postgres, &event);
+                tx.commit().await?;
+                Ok(WriteOutcome::Done(next, Some(event)))
+            }
+            .await
+        })?;
+        Ok(outcome)
+    }
+
+    async fn delete(
+        &self,
+        owner: &str,
+        id: &str,
+        expected_version: Option<i64>,
+        now: Micros,
+    ) -> StoreResult<WriteOutcome> {
+        let outcome = on_pool!(&self.db, |pool, begin, postgres| {
+            async {
+                let mut tx = pool.begin_with(begin).await?;
+                let lock = if postgres { " FOR UPDATE" } else { "" };
+                let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2{lock}"
+                )))
+                .bind(owner)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(current) = row.map(from_row) else {
+                    return Ok::<_, sqlx::Error>(WriteOutcome::NotFound);
+                };
+                if expected_version.is_some_and(|v| v != current.version) {
+                    return Ok(WriteOutcome::VersionMismatch);
+                }
+                sqlx::query("DELETE FROM tasks WHERE owner_id = $1 AND id = $2")
+                    .bind(owner)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE task_counts SET total = total - 1, completed = completed - $1 WHERE owner_id = $2",
+                )
+                .bind(i64::from(current.completed))
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?;
+                let event = TaskEvent {
+                    kind: EventKind::Deleted,
+                    task: current.clone(),
+                    event_time: now,
+                };
+                record_event!(tx, postgres, &event);
+                tx.commit().await?;
+                Ok(WriteOutcome::Done(current, Some(event)))
+            }
+            .await
+        })?;
+        Ok(outcome)
+    }
+
+    async fn event(&self, id: i64) -> StoreResult<Option<TaskEvent>> {
+        type EventRow = (
+            i16,
+            String,
+            String,
+            String,
+            String,
+            bool,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+        let row: Option<EventRow> = on_pool!(&self.db, |pool, _begin, postgres| {
+            if postgres {
+                sqlx::query_as(
+                    "SELECT kind, owner_id, task_id, title, description, completed, create_time, \
+                     update_time, version, event_time FROM task_events WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+            } else {
+                Ok(None)
+            }
+        })?;
+        let Some((
+            kind,
+            owner_id,
+            id,
+            title,
+            description,
+            completed,
+            create_time,
+            update_time,
+            version,
+            event_time,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        let kind = EventKind::from_code(kind)
+            .ok_or_else(|| StoreError::Internal(format!("unknown event kind {kind}")))?;
+        Ok(Some(TaskEvent {
+            kind,
+            task: TaskRecord {
+                id,
+                owner_id,
+                title,
+                description,
+                completed,
+                create_time,
+                update_time,
+                version,
+            },
+            event_time,
+        }))
+    }
+
+    async fn prune(&self, before: Micros) -> StoreResult<u64> {
+        let removed = on_pool!(&self.db, |pool, _begin, postgres| {
+            async {
+                let mut removed = sqlx::query("DELETE FROM create_requests WHERE create_time < $1")
+                    .bind(before)
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
+                if postgres {
+                    removed += sqlx::query("DELETE FROM task_events WHERE event_time < $1")
+                        .bind(before)
+                        .execute(pool)
+                        .await?
+                        .rows_affected();
+                }
+                Ok::<_, sqlx::Error>(removed)
+            }
+            .await
+        })?;
+        Ok(removed)
+    }
+}
