@@ -720,3 +720,394 @@ impl TaskStore for SqlTaskStore {
         Ok(removed)
     }
 }
+
+/// The contract every back-end must meet, run against SQLite and (with `TEST_POSTGRES_URL`)
+/// PostgreSQL.
+#[cfg(test)]
+mod contract {
+    use todo_common::testing::{TestDatabase, backends};
+
+    use super::*;
+
+    async fn on_every_backend<F, Fut>(test: F)
+    where
+        F: Fn(SqlTaskStore) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        for backend in backends() {
+            eprintln!("-- backend: {}", backend.name());
+            let database = TestDatabase::create(&backend).await;
+            let db = database.connect(&crate::MIGRATIONS).await;
+            test(SqlTaskStore::new(db.clone())).await;
+            db.close().await;
+            database.remove().await;
+        }
+    }
+
+    fn new(title: &str) -> NewTask {
+        NewTask {
+            title: title.to_owned(),
+            description: String::new(),
+            completed: false,
+        }
+    }
+
+    fn id(n: u32) -> String {
+        format!("00000000-0000-7000-8000-{n:012}")
+    }
+
+    async fn create(
+        store: &SqlTaskStore,
+        owner: &str,
+        n: u32,
+        title: &str,
+        now: Micros,
+    ) -> TaskRecord {
+        let (task, event) = store
+            .create(owner, &id(n), &new(title), None, now)
+            .await
+            .unwrap();
+        assert_eq!(event.as_ref().map(|e| e.kind), Some(EventKind::Created));
+        task.unwrap()
+    }
+
+    const DESC: Order = Order {
+        key: SortKey::CreateTime,
+        descending: true,
+    };
+
+    #[tokio::test]
+    async fn tasks_round_trip_exactly_and_belong_to_their_owner() {
+        on_every_backend(|store| async move {
+            let task = NewTask {
+                title: "Café ☕ — naïve 🧪".to_owned(),
+                description: "line one\nline two 🌍".to_owned(),
+                completed: true,
+            };
+            let (created, _) = store
+                .create("ada", &id(1), &task, None, 1_000)
+                .await
+                .unwrap();
+            let created = created.unwrap();
+            assert_eq!(
+                (created.version, created.create_time, created.update_time),
+                (1, 1_000, 1_000)
+            );
+            assert_eq!(
+                store.get("ada", &id(1)).await.unwrap(),
+                Some(created.clone())
+            );
+            assert_eq!(created.title, task.title);
+            assert_eq!(created.description, task.description);
+            // Nobody else sees it, reads it, changes it or deletes it.
+            assert_eq!(store.get("bob", &id(1)).await.unwrap(), None);
+            let changes = TaskChanges {
+                title: Some("mine".into()),
+                ..TaskChanges::default()
+            };
+            assert_eq!(
+                store
+                    .update("bob", &id(1), &changes, None, 2_000)
+                    .await
+                    .unwrap(),
+                WriteOutcome::NotFound
+            );
+            assert_eq!(
+                store.delete("bob", &id(1), None, 2_000).await.unwrap(),
+                WriteOutcome::NotFound
+            );
+            let query = ListQuery {
+                completed: None,
+                order: DESC,
+                after: None,
+                limit: 10,
+            };
+            assert!(store.list("bob", &query).await.unwrap().is_empty());
+            assert_eq!(store.count("bob", None).await.unwrap(), 0);
+            assert_eq!(store.get("ada", &id(1)).await.unwrap(), Some(created));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_repeated_request_id_returns_the_first_task() {
+        on_every_backend(|store| async move {
+            let (first, event) = store
+                .create("ada", &id(1), &new("once"), Some("r1"), 1_000)
+                .await
+                .unwrap();
+            assert!(event.is_some());
+            let (again, event) = store
+                .create("ada", &id(2), &new("twice?"), Some("r1"), 2_000)
+                .await
+                .unwrap();
+            assert_eq!(again, first);
+            assert!(event.is_none(), "a retry is not a new event");
+            assert_eq!(store.count("ada", None).await.unwrap(), 1);
+            // Request ids are per owner.
+            let (other, _) = store
+                .create("bob", &id(3), &new("bob's"), Some("r1"), 2_000)
+                .await
+                .unwrap();
+            assert_eq!(other.unwrap().owner_id, "bob");
+            // Once the task is deleted, the retry finds nothing rather than recreating it.
+            store.delete("ada", &id(1), None, 3_000).await.unwrap();
+            let (gone, _) = store
+                .create("ada", &id(4), &new("once"), Some("r1"), 4_000)
+                .await
+                .unwrap();
+            assert_eq!(gone, None);
+            // Pruned request ids are forgotten.
+            assert!(store.prune(5_000).await.unwrap() >= 2);
+            let (fresh, _) = store
+                .create("ada", &id(5), &new("again"), Some("r1"), 6_000)
+                .await
+                .unwrap();
+            assert_eq!(fresh.unwrap().id, id(5));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_creates_with_one_request_id_make_one_task() {
+        on_every_backend(|store| async move {
+            let attempts: Vec<_> = (0..6)
+                .map(|n| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        store
+                            .create("ada", &id(n), &new("once"), Some("r1"), 1_000)
+                            .await
+                            .unwrap()
+                            .0
+                            .unwrap()
+                            .id
+                    })
+                })
+                .collect();
+            let mut ids = Vec::new();
+            for attempt in attempts {
+                ids.push(attempt.await.unwrap());
+            }
+            ids.dedup();
+            assert_eq!(ids.len(), 1, "{ids:?}");
+            assert_eq!(store.count("ada", None).await.unwrap(), 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn updates_bump_version_and_time_and_check_the_expected_version() {
+        on_every_backend(|store| async move {
+            let task = create(&store, "ada", 1, "draft", 1_000).await;
+            let changes = TaskChanges {
+                title: Some("final".into()),
+                description: Some("text".into()),
+                completed: Some(true),
+            };
+            let WriteOutcome::Done(updated, Some(event)) = store
+                .update("ada", &id(1), &changes, Some(1), 1_000)
+                .await
+                .unwrap()
+            else {
+                panic!("expected an update")
+            };
+            assert_eq!(
+                (updated.version, updated.title.as_str(), updated.completed),
+                (2, "final", true)
+            );
+            assert!(
+                updated.update_time > task.update_time,
+                "moves even within the same microsecond"
+            );
+            assert_eq!(updated.create_time, task.create_time);
+            assert_eq!(
+                (event.kind, event.task.clone()),
+                (EventKind::Updated, updated.clone())
+            );
+
+            assert_eq!(
+                store
+                    .update("ada", &id(1), &changes, Some(1), 2_000)
+                    .await
+                    .unwrap(),
+                WriteOutcome::VersionMismatch
+            );
+            // Setting what is already there changes nothing and is no event.
+            let same = store
+                .update("ada", &id(1), &changes, None, 3_000)
+                .await
+                .unwrap();
+            assert_eq!(same, WriteOutcome::Done(updated.clone(), None));
+            assert_eq!(store.count("ada", Some(true)).await.unwrap(), 1);
+
+            let reopen = TaskChanges {
+                completed: Some(false),
+                ..TaskChanges::default()
+            };
+            store
+                .update("ada", &id(1), &reopen, Some(2), 4_000)
+                .await
+                .unwrap();
+            assert_eq!(store.count("ada", Some(true)).await.unwrap(), 0);
+            assert_eq!(store.count("ada", Some(false)).await.unwrap(), 1);
+            assert_eq!(
+                store
+                    .update("ada", &id(9), &reopen, None, 4_000)
+                    .await
+                    .unwrap(),
+                WriteOutcome::NotFound
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn deletes_check_the_version_keep_counts_and_happen_once() {
+        on_every_backend(|store| async move {
+            create(&store, "ada", 1, "a", 1_000).await;
+            let done = TaskChanges {
+                completed: Some(true),
+                ..TaskChanges::default()
+            };
+            store
+                .update("ada", &id(1), &done, None, 2_000)
+                .await
+                .unwrap();
+            create(&store, "ada", 2, "b", 3_000).await;
+            assert_eq!(
+                store.delete("ada", &id(1), Some(1), 4_000).await.unwrap(),
+                WriteOutcome::VersionMismatch
+            );
+            let WriteOutcome::Done(deleted, Some(event)) =
+                store.delete("ada", &id(1), Some(2), 4_000).await.unwrap()
+            else {
+                panic!("expected a deletion")
+            };
+            assert_eq!(
+                (event.kind, deleted.title.as_str()),
+                (EventKind::Deleted, "a")
+            );
+            assert_eq!(
+                store.delete("ada", &id(1), None, 5_000).await.unwrap(),
+                WriteOutcome::NotFound
+            );
+            assert_eq!(store.get("ada", &id(1)).await.unwrap(), None);
+            assert_eq!(store.count("ada", None).await.unwrap(), 1);
+            assert_eq!(store.count("ada", Some(true)).await.unwrap(), 0);
+        })
+        .await;
+    }
+
+    /// Pages through everything with `page` tasks per page.
+    async fn all_pages(
+        store: &SqlTaskStore,
+        owner: &str,
+        completed: Option<bool>,
+        order: Order,
+        page: i64,
+    ) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let query = ListQuery {
+                completed,
+                order,
+                after: after.clone(),
+                limit: page,
+            };
+            let tasks = store.list(owner, &query).await.unwrap();
+            seen.extend(tasks.iter().map(|t| t.title.clone()));
+            match tasks.last() {
+                Some(last) if tasks.len() as i64 == page => {
+                    after = Some(Cursor::after(last, order))
+                }
+                _ => return seen,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn keyset_pages_cover_every_order_without_gaps_or_repeats() {
+        on_every_backend(|store| async move {
+            // Equal creation times on purpose: the id breaks the tie.
+            for n in 0..25u32 {
+                let title = format!("task {:02}", (n * 7) % 25);
+                create(&store, "ada", n, &title, 1_000 + i64::from(n / 5)).await;
+                if n % 3 == 0 {
+                    let done = TaskChanges {
+                        completed: Some(true),
+                        ..TaskChanges::default()
+                    };
+                    store
+                        .update("ada", &id(n), &done, None, 5_000 - i64::from(n))
+                        .await
+                        .unwrap();
+                }
+            }
+            create(&store, "bob", 100, "not ada's", 1_000).await;
+
+            let by_creation: Vec<String> = (0..25u32)
+                .rev()
+                .map(|n| format!("task {:02}", (n * 7) % 25))
+                .collect();
+            assert_eq!(all_pages(&store, "ada", None, DESC, 4).await, by_creation);
+            let ascending = Order {
+                key: SortKey::CreateTime,
+                descending: false,
+            };
+            let mut reversed = by_creation.clone();
+            reversed.reverse();
+            assert_eq!(all_pages(&store, "ada", None, ascending, 7).await, reversed);
+
+            let by_title: Vec<String> = (0..25).map(|n| format!("task {n:02}")).collect();
+            let title = Order {
+                key: SortKey::Title,
+                descending: false,
+            };
+            assert_eq!(all_pages(&store, "ada", None, title, 6).await, by_title);
+            let title_desc = Order {
+                key: SortKey::Title,
+                descending: true,
+            };
+            let mut titles_desc = by_title.clone();
+            titles_desc.reverse();
+            assert_eq!(
+                all_pages(&store, "ada", None, title_desc, 6).await,
+                titles_desc
+            );
+
+            // Recently updated first: the completed ones (updated later, in reverse order).
+            let updated = Order {
+                key: SortKey::UpdateTime,
+                descending: true,
+            };
+            let recent = all_pages(&store, "ada", None, updated, 5).await;
+            assert_eq!(recent.len(), 25);
+            assert_eq!(recent[0], format!("task {:02}", 0));
+
+            let done = all_pages(&store, "ada", Some(true), DESC, 3).await;
+            let open = all_pages(&store, "ada", Some(false), DESC, 3).await;
+            assert_eq!((done.len(), open.len()), (9, 16));
+            assert_eq!(store.count("ada", Some(true)).await.unwrap(), 9);
+            assert_eq!(store.count("ada", None).await.unwrap(), 25);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_records_each_event_for_the_feed() {
+        on_every_backend(|store| async move {
+            let task = create(&store, "ada", 1, "watched", 1_000).await;
+            let recorded = store.event(1).await.unwrap();
+            match store.database() {
+                Database::Postgres(_) => {
+                    let event = recorded.expect("the create's event");
+                    assert_eq!((event.kind, event.task), (EventKind::Created, task));
+                }
+                Database::Sqlite(_) => assert_eq!(recorded, None, "SQLite's feed is in-process"),
+            }
+        })
+        .await;
+    }
+}
