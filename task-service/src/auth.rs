@@ -99,15 +99,29 @@ impl AuthKeys {
         Ok(count)
     }
 
-    /// Fetches again unless a fetch started less than [`MIN_REFRESH_GAP`] ago.
-    async fn refresh_rate_limited(&self) {
-        let mut last_fetch = self.last_fetch.lock().await;
-        if last_fetch.is_some_and(|at| at.elapsed() < MIN_REFRESH_GAP) {
+    /// Makes sure a fetch starts after `asked_at`, but never sooner than [`MIN_REFRESH_GAP`]
+    /// after the previous one: callers meeting an unknown key wait (at most the gap) and share
+    /// one fetch, so a flood of made-up key ids costs the auth service one call a second.
+    async fn refresh_after(&self, asked_at: Instant) {
+        loop {
+            let mut last_fetch = self.last_fetch.lock().await;
+            if let Some(at) = *last_fetch {
+                if at >= asked_at {
+                    // Someone fetched since we asked: that answer is ours too.
+                    return;
+                }
+                let since = at.elapsed();
+                if since < MIN_REFRESH_GAP {
+                    drop(last_fetch);
+                    tokio::time::sleep(MIN_REFRESH_GAP - since).await;
+                    continue;
+                }
+            }
+            *last_fetch = Some(Instant::now());
+            if let Err(status) = self.fetch_locked().await {
+                tracing::warn!(code = ?status.code(), "cannot refresh the auth service's keys");
+            }
             return;
-        }
-        *last_fetch = Some(Instant::now());
-        if let Err(status) = self.fetch_locked().await {
-            tracing::warn!(code = ?status.code(), "cannot refresh the auth service's keys");
         }
     }
 
@@ -120,7 +134,7 @@ impl AuthKeys {
             }
         }
         // No keys yet, or a key we have not seen: maybe the auth service rotated.
-        self.refresh_rate_limited().await;
+        self.refresh_after(Instant::now()).await;
         let keys = self.current().ok_or(TaskError::KeysUnavailable)?;
         self.verifier.verify(token, &keys).map_err(|e| match e {
             TokenError::UnknownKey(_) => TaskError::Token(TokenError::Invalid),

@@ -39,6 +39,8 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchTasksResponse, Stat
 
 /// Messages a watch stream may hold for a slow connection before its feed buffer takes over.
 const WATCH_CHANNEL: usize = 16;
+/// How long the last message of a stream (why it ends) may wait for room.
+const FINAL_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The service: shared by every call.
 #[derive(Debug)]
@@ -398,24 +400,31 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
         let (sender, receiver) = tokio::sync::mpsc::channel(WATCH_CHANNEL);
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            let last_word = |status: TaskError, sender: tokio::sync::mpsc::Sender<_>| async move {
+                // Say why the stream ends; a client too slow to take even that is cut off.
+                let _ = tokio::time::timeout(
+                    FINAL_MESSAGE_TIMEOUT,
+                    sender.send(Err(Status::from(status))),
+                )
+                .await;
+            };
             loop {
-                let message = tokio::select! {
-                    event = events.recv() => match event {
-                        Ok(event) => Ok(WatchTasksResponse { event: Some(event_to_proto(&event)) }),
-                        // Fell behind, or the feed was interrupted: events may be missing.
-                        Err(_) => Err(Status::from(TaskError::WatchLagged)),
-                    },
+                let event = tokio::select! {
+                    event = events.recv() => event,
                     () = sender.closed() => return,
-                    () = shutdown.wait() => Err(Status::from(TaskError::ShuttingDown)),
+                    () = shutdown.wait() => return last_word(TaskError::ShuttingDown, sender).await,
                 };
-                let last = message.is_err();
-                // The stream's own buffer is full only when the client reads too slowly.
-                let sent = tokio::select! {
-                    sent = sender.send(message) => sent.is_ok(),
-                    () = shutdown.wait() => false,
+                // An error means the watcher fell behind, or the feed was interrupted: events
+                // may be missing, so the client must list again.
+                let Ok(event) = event else {
+                    return last_word(TaskError::WatchLagged, sender).await;
                 };
-                if last || !sent {
-                    return;
+                let message = Ok(WatchTasksResponse {
+                    event: Some(event_to_proto(&event)),
+                });
+                tokio::select! {
+                    sent = sender.send(message) => if sent.is_err() { return },
+                    () = shutdown.wait() => return last_word(TaskError::ShuttingDown, sender).await,
                 }
             }
         });

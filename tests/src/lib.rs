@@ -10,8 +10,16 @@ use todo_common::{
     config::LogFormat,
     testing::{TestDatabase, unique_name},
 };
+use todo_proto::{
+    auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
+    task::v1::task_service_client::TaskServiceClient,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
-use tonic::transport::{Channel, Endpoint};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
 
 pub use todo_common::testing::{Backend, backends};
 
@@ -110,14 +118,14 @@ fn spawn_auth(
 impl Stack {
     /// Starts auth, task and gateway against `backend` with default settings.
     pub async fn start(backend: &Backend) -> Self {
-        Self::start_with(backend, |_| {}).await
+        Self::start_with(backend, |_, _| {}).await
     }
 
-    /// Starts the stack with the auth service's settings adjusted by `adjust_auth`. Returns
-    /// once every listener is bound (connections queue until each server accepts them).
+    /// Starts the stack with the services' settings adjusted by `adjust`. Returns once every
+    /// listener is bound (connections queue until each server accepts them).
     pub async fn start_with(
         backend: &Backend,
-        adjust_auth: impl FnOnce(&mut auth_service::Config),
+        adjust: impl FnOnce(&mut auth_service::Config, &mut task_service::Config),
     ) -> Self {
         let data_dir = std::env::temp_dir().join(unique_name("todo-stack"));
         let common = test_common_args(data_dir.clone());
@@ -138,8 +146,8 @@ impl Stack {
         let (gateway_listener, gateway) = loopback_listener().await;
 
         let mut auth_config = auth_service::Config::new(auth, auth_url);
-        adjust_auth(&mut auth_config);
-        let task_config = task_service::Config::new(task, task_url, format!("http://{auth}"));
+        let mut task_config = task_service::Config::new(task, task_url, format!("http://{auth}"));
+        adjust(&mut auth_config, &mut task_config);
         let gateway_config = gateway::Config {
             listen_addr: gateway,
         };
@@ -198,17 +206,50 @@ impl Stack {
     /// Restarts the auth service with its settings adjusted by `adjust`.
     pub async fn restart_auth_with(&mut self, adjust: impl FnOnce(&mut auth_service::Config)) {
         adjust(&mut self.auth_config);
+        self.stop_auth().await;
+        self.start_auth().await;
+    }
+
+    /// Starts the auth service again after [`Stack::stop_auth`], on the same address.
+    pub async fn start_auth(&mut self) {
+        let listener = TcpListener::bind(self.auth)
+            .await
+            .expect("rebind the auth address");
+        self.servers
+            .push(spawn_auth(&self.common, &self.auth_config, listener));
+    }
+
+    /// Stops the auth service (draining it), leaving the others running.
+    pub async fn stop_auth(&mut self) {
         let index = self
             .servers
             .iter()
             .position(|s| s.name == "auth-service")
             .expect("auth-service runs");
         self.servers.remove(index).stop().await;
-        let listener = TcpListener::bind(self.auth)
+    }
+
+    /// Signs a new user up and returns their id and access token.
+    pub async fn sign_up(&self, email: &str) -> SignedIn {
+        let mut auth = AuthServiceClient::new(channel(self.auth).await);
+        let response = auth
+            .sign_up(SignUpRequest {
+                email: email.to_owned(),
+                password: "correct horse battery".to_owned(),
+                display_name: String::new(),
+            })
             .await
-            .expect("rebind the auth address");
-        self.servers
-            .push(spawn_auth(&self.common, &self.auth_config, listener));
+            .unwrap_or_else(|s| panic!("sign up {email}: {s:?}"))
+            .into_inner();
+        SignedIn {
+            id: response.user.expect("user").id,
+            token: response.tokens.expect("tokens").access_token,
+        }
+    }
+
+    /// A task-service client that sends `user`'s token.
+    pub async fn tasks(&self, user: &SignedIn) -> TaskClient {
+        task_client(channel(self.task).await, &user.token)
     }
 
     /// Signals shutdown to every server without waiting, as SIGTERM would.
@@ -228,6 +269,40 @@ impl Stack {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// A user signed up through the auth service.
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    /// User id.
+    pub id: String,
+    /// Access token.
+    pub token: String,
+}
+
+/// Adds `authorization: Bearer …` to every call.
+#[derive(Clone, Debug)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A task-service client sending a bearer token.
+pub type TaskClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A task-service client on `channel` that sends `token`.
+pub fn task_client(channel: Channel, token: &str) -> TaskClient {
+    let value = format!("Bearer {token}").parse().expect("ASCII token");
+    TaskServiceClient::with_interceptor(channel, Bearer(value))
 }
 
 /// A channel to `addr` (gRPC over HTTP/2 cleartext).
