@@ -3,7 +3,7 @@
 //! one machine; in production each service runs as its own process (`auth-service`,
 //! `task-service`, `gateway`) with the same settings.
 
-use std::process::ExitCode;
+use std::{io::Write, process::ExitCode};
 
 use clap::Parser;
 use todo_common::{CommonArgs, RunError, Shutdown, bind_or_exit, parse_args, telemetry};
@@ -36,15 +36,22 @@ async fn main() -> ExitCode {
     let Cli {
         common,
         auth,
-        task,
+        mut task,
         gateway,
     } = cli;
+    // The task service verifies tokens with the keys of the auth service beside it, wherever
+    // that one listens (port 0 included).
+    if let Ok(addr) = auth_listener.local_addr() {
+        task.auth_url = format!("http://{addr}");
+    }
     let address = |listener: &tokio::net::TcpListener| {
         listener
             .local_addr()
             .map_or_else(|e| format!("unknown ({e})"), |a| a.to_string())
     };
-    println!(
+    // Ignore a closed stdout: the banner is for people, the servers must run regardless.
+    let _ = writeln!(
+        std::io::stdout(),
         "Todo backend (data in {}):\n  gateway       {}\n  auth-service  {}\n  task-service  {}\nTry: grpcurl -plaintext {} list",
         common.data_dir.display(),
         address(&gateway_listener),

@@ -2,6 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader},
+    net::SocketAddr,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -69,37 +70,83 @@ fn help_documents_every_setting_with_its_variable() {
     }
 }
 
-#[test]
-fn starts_prints_its_addresses_and_stops_cleanly_on_sigterm() {
-    let data_dir = std::env::temp_dir().join(format!("todo-stack-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data_dir);
+/// The stack as a child process on free ports, with its addresses from the banner.
+struct Running {
+    child: std::process::Child,
+    /// The rest of stdout, kept open.
+    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    auth: SocketAddr,
+    task: SocketAddr,
+    gateway: SocketAddr,
+}
+
+fn spawn(data_dir: &std::path::Path) -> Running {
     let mut child = stack()
         .args(["--auth-listen-addr", "127.0.0.1:0"])
         .args(["--task-listen-addr", "127.0.0.1:0"])
         .args(["--gateway-listen-addr", "127.0.0.1:0"])
         .arg("--data-dir")
-        .arg(&data_dir)
+        .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-
     // The banner names a real, bound port for each server.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addresses = Vec::new();
-    for _ in 0..4 {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(addr) = line.split_whitespace().nth(1).and_then(|a| a.parse().ok()) {
-            addresses.push((line.clone(), addr));
+    let mut address = |name: &str| loop {
+        let line = lines.next().expect("banner line").unwrap();
+        if line.trim_start().starts_with(name) {
+            let addr: SocketAddr = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+            assert_ne!(addr.port(), 0, "{line}");
+            break addr;
         }
+    };
+    let (gateway, auth, task) = (
+        address("gateway"),
+        address("auth-service"),
+        address("task-service"),
+    );
+    Running {
+        child,
+        _stdout: lines,
+        auth,
+        task,
+        gateway,
     }
-    assert_eq!(addresses.len(), 3, "{addresses:?}");
-    for (line, addr) in &addresses {
-        let addr: &std::net::SocketAddr = addr;
-        assert_ne!(addr.port(), 0, "{line}");
-        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{line}: {e}"));
-    }
+}
 
+fn wait_for_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill")
+        .args([name, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("todo-stack-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn starts_prints_its_addresses_and_stops_cleanly_on_sigterm() {
+    let data_dir = temp_dir("sigterm");
+    let mut running = spawn(&data_dir);
+    for addr in [running.auth, running.task, running.gateway] {
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    }
     // Wait until the databases exist, then stop the stack as a supervisor would.
     let started = Instant::now();
     while !(data_dir.join("auth.db").exists() && data_dir.join("tasks.db").exists()) {
@@ -109,22 +156,118 @@ fn starts_prints_its_addresses_and_stops_cleanly_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    signal(&running.child, "-TERM");
+    let status = wait_for_exit(&mut running.child);
+    assert!(status.success(), "{status:?}");
+    std::fs::remove_dir_all(&data_dir).unwrap();
+}
+
+fn with<T>(
+    bearer: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    message: T,
+) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.clone());
+    request
+}
+
+async fn channel(addr: SocketAddr) -> tonic::transport::Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+    // The servers start listening before they accept: retry briefly.
+    for _ in 0..100 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot reach {addr}")
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    use todo_proto::{
+        auth::v1::{SignUpRequest, auth_service_client::AuthServiceClient},
+        task::v1::{
+            CreateTaskRequest, ListTasksRequest, Task, task_service_client::TaskServiceClient,
+        },
+    };
+
+    let data_dir = temp_dir("kill9");
+    let mut running = spawn(&data_dir);
+    let mut auth = AuthServiceClient::new(channel(running.auth).await);
+    let token = auth
+        .sign_up(SignUpRequest {
+            email: "ada@example.com".into(),
+            password: "correct horse battery".into(),
+            display_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap()
+        .access_token;
+    let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+        format!("Bearer {token}").parse().unwrap();
+    let mut tasks = TaskServiceClient::new(channel(running.task).await);
+    for n in 0..50 {
+        let task = Task {
+            title: format!("acknowledged {n}"),
+            ..Task::default()
+        };
+        tasks
+            .create_task(with(
+                &bearer,
+                CreateTaskRequest {
+                    parent: "users/me".into(),
+                    task: Some(task),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap();
+    }
+
+    // No chance to flush anything: the process is killed outright.
+    signal(&running.child, "-KILL");
+    wait_for_exit(&mut running.child);
+
+    let mut restarted = spawn(&data_dir);
+    let mut tasks = TaskServiceClient::new(channel(restarted.task).await);
+    // The same token still works: the signing keys survived too.
+    let listed = tasks
+        .list_tasks(with(
+            &bearer,
+            ListTasksRequest {
+                parent: "users/me".into(),
+                page_size: 100,
+                ..ListTasksRequest::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((listed.tasks.len(), listed.total_size), (50, 50));
+    // Stop while the client is still connected: it sees the GOAWAY, and the stack exits at
+    // once rather than after its grace period. (Wait without blocking this runtime, which
+    // runs the client's connection.)
     let started = Instant::now();
+    signal(&restarted.child, "-TERM");
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = restarted.child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        assert!(started.elapsed() < Duration::from_secs(10), "no exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert!(status.success(), "{status:?}");
+    assert!(status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drained in {:?}",
+        started.elapsed()
+    );
+    drop(tasks);
     std::fs::remove_dir_all(&data_dir).unwrap();
 }

@@ -93,6 +93,7 @@ pub struct Stack {
     pub gateway: SocketAddr,
     common: CommonArgs,
     auth_config: auth_service::Config,
+    task_config: task_service::Config,
     servers: Vec<Running>,
     data_dir: PathBuf,
     databases: Vec<TestDatabase>,
@@ -156,6 +157,7 @@ impl Stack {
             spawn_auth(&common, &auth_config, auth_listener),
             Running::spawn("task-service", {
                 let common = common.clone();
+                let task_config = task_config.clone();
                 move |shutdown| {
                     tokio::spawn(async move {
                         task_service::run(&common, &task_config, task_listener, shutdown).await
@@ -178,6 +180,7 @@ impl Stack {
             gateway,
             common,
             auth_config,
+            task_config,
             servers,
             data_dir,
             databases,
@@ -217,6 +220,22 @@ impl Stack {
             .expect("rebind the auth address");
         self.servers
             .push(spawn_auth(&self.common, &self.auth_config, listener));
+    }
+
+    /// Starts another task-service instance on the same database (as a second process would)
+    /// and returns its address.
+    pub async fn start_extra_task_service(&mut self) -> SocketAddr {
+        let (listener, addr) = loopback_listener().await;
+        let mut config = self.task_config.clone();
+        config.listen_addr = addr;
+        let common = self.common.clone();
+        self.servers
+            .push(Running::spawn("task-service", move |shutdown| {
+                tokio::spawn(async move {
+                    task_service::run(&common, &config, listener, shutdown).await
+                })
+            }));
+        addr
     }
 
     /// Stops the auth service (draining it), leaving the others running.

@@ -1005,6 +1005,52 @@ async fn watchers_see_their_own_changes_live_from_another_connection() {
 }
 
 #[tokio::test]
+async fn every_watcher_of_a_user_sees_writes_made_on_any_instance() {
+    for_each_backend(|backend| async move {
+        let mut stack = Stack::start(&backend).await;
+        let ada = stack.sign_up("ada@example.com").await;
+        // Two watchers on the first instance.
+        let mut watchers = Vec::new();
+        for _ in 0..2 {
+            let mut client = stack.tasks(&ada).await;
+            watchers.push(
+                client
+                    .watch_tasks(WatchTasksRequest {
+                        parent: "users/me".into(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner(),
+            );
+        }
+        // On PostgreSQL, a second instance shares the database: its writes reach the first
+        // instance's watchers through LISTEN/NOTIFY. SQLite is one process: writes go through
+        // the instance that serves the watchers.
+        let writer_addr = match backend {
+            Backend::Postgres(_) => stack.start_extra_task_service().await,
+            Backend::Sqlite => stack.task,
+        };
+        let mut writer = task_client(channel(writer_addr).await, &ada.token);
+        let task = create(&mut writer, "From anywhere").await;
+        for watcher in &mut watchers {
+            let message = tokio::time::timeout(Duration::from_secs(10), watcher.next())
+                .await
+                .expect("an event within 10 s")
+                .expect("open")
+                .unwrap();
+            let event = message.event.unwrap();
+            assert_eq!(
+                (event.r#type(), event.task.unwrap().name),
+                (TaskEventType::Created, task.name.clone())
+            );
+        }
+        drop(watchers);
+        stack.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_watcher_that_falls_behind_is_told_so_and_writers_never_wait() {
     let stack = Stack::start_with(&Backend::Sqlite, |_, task| task.watch_buffer = 4).await;
     let ada = stack.sign_up("ada@example.com").await;
