@@ -25,7 +25,8 @@ expect "grpcurl list task" "$(grpcurl -plaintext "$task" list)" "todo.task.v1.Ta
 expect "grpcurl list gateway" "$(grpcurl -plaintext "$gateway" list)" "grpc.health.v1.Health"
 expect "grpcurl describe" "$(grpcurl -plaintext "$task" describe todo.task.v1.TaskService.ListTasks)" "keyset\|by key"
 expect "grpcurl health" "$(grpcurl -plaintext -d '{"service":"todo.auth.v1.AuthService"}' "$auth" grpc.health.v1.Health/Check)" "SERVING"
-expect "grpcurl unimplemented" "$(grpcurl -plaintext -d '{}' "$task" todo.task.v1.TaskService/ListTasks 2>&1 || true)" "Unimplemented"
+expect "grpcurl without a token" \
+  "$(grpcurl -plaintext -d '{"parent":"users/me"}' "$task" todo.task.v1.TaskService/ListTasks 2>&1 || true)" "Unauthenticated"
 signup=$(grpcurl -plaintext -d '{"email":"Smoke@Example.com","password":"correct horse battery"}' "$auth" todo.auth.v1.AuthService/SignUp)
 expect "grpcurl SignUp" "$signup" '"email": "smoke@example.com"'
 login=$(grpcurl -plaintext -d '{"email":"smoke@example.com","password":"correct horse battery"}' "$auth" todo.auth.v1.AuthService/Login)
@@ -33,6 +34,10 @@ token=$(sed -n 's/.*"accessToken": "\([^"]*\)".*/\1/p' <<<"$login")
 [ -n "$token" ] || { echo "FAIL: no access token in: $login"; exit 1; }
 expect "grpcurl GetCurrentUser" \
   "$(grpcurl -plaintext -H "authorization: Bearer $token" "$auth" todo.auth.v1.AuthService/GetCurrentUser)" "smoke@example.com"
+expect "grpcurl CreateTask" \
+  "$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{"parent":"users/me","task":{"title":"Buy groceries 🛒"}}' "$task" todo.task.v1.TaskService/CreateTask)" "Buy groceries 🛒"
+expect "grpcurl ListTasks" \
+  "$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{"parent":"users/me"}' "$task" todo.task.v1.TaskService/ListTasks)" '"totalSize": 1'
 expect "grpcurl field violations" \
   "$(grpcurl -plaintext -format-error -d '{"email":"nope","password":"short"}' "$auth" todo.auth.v1.AuthService/SignUp 2>&1 || true)" '"field":"password"'
 expect "buf curl Login" \

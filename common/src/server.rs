@@ -1,7 +1,9 @@
 //! Server assembly: every server of the backend is built here, so that health, reflection,
 //! logging, the panic guard, deadlines and graceful shutdown are the same everywhere.
 
-use std::{any::Any, convert::Infallible, fmt, net::SocketAddr, time::Duration};
+use std::{
+    any::Any, convert::Infallible, fmt, future::Future, net::SocketAddr, pin::Pin, time::Duration,
+};
 
 use http::Response;
 use tokio::net::TcpListener;
@@ -9,7 +11,7 @@ use tonic::{
     Status,
     body::Body,
     server::NamedService,
-    service::RoutesBuilder,
+    service::{Routes, RoutesBuilder},
     transport::{Server, server::TcpIncoming},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -36,6 +38,7 @@ pub struct GrpcServer {
     name: &'static str,
     routes: RoutesBuilder,
     services: Vec<&'static str>,
+    forwarded: Vec<&'static str>,
     health: HealthReporter,
     database: Option<Database>,
     request_timeout: Duration,
@@ -86,6 +89,7 @@ impl GrpcServer {
             name,
             routes,
             services: Vec::new(),
+            forwarded: Vec::new(),
             health,
             database: None,
             request_timeout,
@@ -122,22 +126,54 @@ impl GrpcServer {
         self.health.clone()
     }
 
+    /// Adds a service this server answers by forwarding (the gateway): it is advertised by
+    /// reflection, and its health status is left to the caller.
+    pub fn advertise(mut self, name: &'static str) -> Self {
+        self.forwarded.push(name);
+        self
+    }
+
     /// Serves on `listener` until `shutdown` fires, then drains: health turns NOT_SERVING, the
     /// listener closes, and calls in progress get the grace period to finish before their
     /// connections are closed.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), ServeError> {
+        let (name, request_timeout) = (self.name, self.request_timeout);
+        let assembled = self.assemble(&shutdown).await?;
+        // Layer order, outermost first: the log sees every outcome, a caught panic included;
+        // the panic guard turns a panicking handler into a generic INTERNAL instead of a reset
+        // stream. tonic itself applies the deadline (`grpc-timeout`, capped by
+        // `request_timeout`) inside these layers.
+        let router = Server::builder()
+            .timeout(request_timeout)
+            .layer(RpcLogLayer::new(name))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .add_routes(assembled.routes.clone());
+        assembled
+            .serve_with(listener, shutdown, |incoming, drained| {
+                router.serve_with_incoming_shutdown(incoming, drained)
+            })
+            .await
+    }
+
+    /// Adds health and reflection to the routes and reports the local services SERVING, for a
+    /// caller that builds its own tonic server around them ([`Assembled::serve_with`]).
+    pub async fn assemble(self, shutdown: &Shutdown) -> Result<Assembled, ServeError> {
         let Self {
             name,
             mut routes,
             services,
+            forwarded,
             health,
             database,
-            request_timeout,
+            request_timeout: _,
             grace_period,
         } = self;
-        let addr: SocketAddr = listener.local_addr().map_err(ServeError::Listener)?;
-
-        let advertised: Vec<&str> = services.iter().chain(STANDARD_SERVICES).copied().collect();
+        let advertised: Vec<&str> = services
+            .iter()
+            .chain(&forwarded)
+            .chain(STANDARD_SERVICES)
+            .copied()
+            .collect();
         let reflection = || {
             advertised.iter().fold(
                 tonic_reflection::server::Builder::configure()
@@ -168,22 +204,62 @@ impl GrpcServer {
                 shutdown.clone(),
             ))
         });
+        let mut reported = services;
+        reported.extend(forwarded);
+        Ok(Assembled {
+            name,
+            routes: routes.routes(),
+            health,
+            services: reported,
+            database_watch,
+            grace_period,
+        })
+    }
+}
 
-        // Layer order, outermost first: the log sees every outcome, a caught panic included;
-        // the panic guard turns a panicking handler into a generic INTERNAL instead of a reset
-        // stream. tonic itself applies the deadline (`grpc-timeout`, capped by
-        // `request_timeout`) inside these layers.
-        let router = Server::builder()
-            .timeout(request_timeout)
-            .layer(RpcLogLayer::new(name))
-            .layer(CatchPanicLayer::custom(panic_response))
-            .add_routes(routes.routes());
+/// A server's routes with health and reflection, ready to be served.
+#[derive(Debug)]
+pub struct Assembled {
+    name: &'static str,
+    /// Health, reflection and the local services.
+    pub routes: Routes,
+    /// The health reporter.
+    pub health: HealthReporter,
+    services: Vec<&'static str>,
+    database_watch: Option<tokio::task::JoinHandle<()>>,
+    grace_period: Duration,
+}
 
+impl Assembled {
+    /// Runs `serve` (given the listener's connections and a future that completes when the
+    /// server should stop accepting) until `shutdown` fires, then drains with the grace period.
+    pub async fn serve_with<F, Fut>(
+        self,
+        listener: TcpListener,
+        shutdown: Shutdown,
+        serve: F,
+    ) -> Result<(), ServeError>
+    where
+        F: FnOnce(TcpIncoming, Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = Result<(), tonic::transport::Error>>,
+    {
+        let Self {
+            name,
+            routes: _,
+            health,
+            services,
+            database_watch,
+            grace_period,
+        } = self;
+        let addr: SocketAddr = listener.local_addr().map_err(ServeError::Listener)?;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (drain, drained) = tokio::sync::oneshot::channel::<()>();
-        let serving = router.serve_with_incoming_shutdown(incoming, async {
-            let _ = drained.await;
-        });
+        let serving = serve(
+            incoming,
+            Box::pin(async {
+                let _ = drained.await;
+            }),
+        );
         tokio::pin!(serving);
         tracing::info!(server = name, %addr, services = ?services, "listening");
 
@@ -265,7 +341,7 @@ async fn watch_database(
 
 /// The answer to a panicking handler: a trailers-only `INTERNAL` that says nothing about the
 /// cause, which goes to the log instead.
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
+pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
     let cause = panic
         .downcast_ref::<&str>()
         .copied()

@@ -1,32 +1,105 @@
-//! The gateway: the public front door of the backend.
-//!
-//! This version serves its own health (`grpc.health.v1`) and reflection (v1 and v1alpha) on
-//! the public address and answers every other path with `UNIMPLEMENTED`. Forwarding gRPC and
-//! gRPC-web calls to the auth and task services is the next step (see DESIGN.md, section 7).
+//! The gateway: the one public address of the backend, for gRPC clients (HTTP/2) and browsers
+//! (gRPC-web, HTTP/1.1 or HTTP/2, with CORS).
 //!
 //! # Layout
 //! - [`config`]: flags and environment variables (`--gateway-…`, `GATEWAY_…`).
+//! - [`forward`]: generic forwarding by service path, load balancing and the limits.
+//! - [`body`]: request and response body adapters.
+//! - [`health`]: per-service health that follows the backends.
+//! - [`origin`]: the origin allow-list and CORS.
+//! - [`pages`]: `GET /docs`, the API reference.
+//!
+//! # Request flow (outermost first)
+//! panic guard → origin allow-list (403 for other origins) → CORS (preflights answered) →
+//! pages (`GET /docs`) → gRPC-web translated to gRPC → one log line per call → routes: the
+//! gateway's own health and reflection (both services' descriptors), and for everything else
+//! the [`forward::Forwarder`].
 
+pub mod body;
 pub mod config;
+pub mod forward;
+pub mod health;
+pub mod origin;
+pub mod pages;
 
-use todo_common::{CommonArgs, GrpcServer, RunError, Shutdown};
+use std::sync::Arc;
+
+use todo_common::{
+    CommonArgs, GrpcServer, RunError, Shutdown, rpc_log::RpcLogLayer, server::panic_response,
+};
+use todo_proto::service_names::{AUTH, TASK};
 use tokio::net::TcpListener;
+use tonic::{service::Routes, transport::Server};
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::Config;
+
+use crate::forward::{Backend, Forwarder, Limits};
 
 /// Runs the gateway on `listener` until `shutdown` fires.
 pub async fn run(
     common: &CommonArgs,
-    _config: &Config,
+    config: &Config,
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), RunError> {
-    GrpcServer::new(
+    let backends = vec![
+        Arc::new(
+            Backend::new(AUTH, &config.auth_backends, config.connect_timeout)
+                .map_err(RunError::Setup)?,
+        ),
+        Arc::new(
+            Backend::new(TASK, &config.task_backends, config.connect_timeout)
+                .map_err(RunError::Setup)?,
+        ),
+    ];
+    let limits = Limits::new(
+        config.max_message_bytes,
+        config.default_deadline,
+        config.max_concurrent_calls,
+        config.auth_calls_per_minute,
+    );
+    let forwarder = Forwarder::new(backends.clone(), limits);
+
+    let assembled = GrpcServer::new(
         "gateway",
         common.request_timeout,
         common.shutdown_grace_period,
     )
-    .serve(listener, shutdown)
+    .advertise(AUTH)
+    .advertise(TASK)
+    .assemble(&shutdown)
     .await?;
-    Ok(())
+    let health_watch = tokio::spawn(health::watch_backends(
+        backends,
+        assembled.health.clone(),
+        config.health_interval,
+        shutdown.clone(),
+    ));
+
+    let router = assembled
+        .routes
+        .clone()
+        .into_axum_router()
+        .fallback_service(forwarder);
+    let origins = origin::Origins::new(&config.allowed_origins);
+    // Layer order, outermost first, as in the crate documentation. The log sits inside the
+    // gRPC-web translation, so that it reads the status of gRPC-web calls too.
+    let server = Server::builder()
+        .accept_http1(true)
+        .timeout(common.request_timeout)
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(origin::OriginGuardLayer::new(origins.clone()))
+        .layer(origins.cors())
+        .layer(pages::PagesLayer)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(RpcLogLayer::new("gateway"))
+        .add_routes(Routes::from(router));
+    let result = assembled
+        .serve_with(listener, shutdown, |incoming, drained| {
+            server.serve_with_incoming_shutdown(incoming, drained)
+        })
+        .await;
+    health_watch.abort();
+    Ok(result?)
 }

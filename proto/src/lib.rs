@@ -32,6 +32,10 @@ pub mod task {
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/todo_descriptor.bin"));
 
+/// An HTML reference of every service, RPC, message, field and enum, made from the comments of
+/// the contracts at build time (served by the gateway at `/docs`).
+pub const DOCS_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/docs.html"));
+
 /// Fully-qualified gRPC service names, as used by health checks and reflection.
 pub mod service_names {
     /// `todo.auth.v1.AuthService`.
@@ -81,6 +85,19 @@ mod tests {
                 .iter()
                 .any(|f| f.name() == "google/protobuf/timestamp.proto")
         );
+    }
+
+    #[test]
+    fn the_docs_cover_every_rpc_and_message_with_its_comment() {
+        assert!(DOCS_HTML.contains("service AuthService"));
+        assert!(DOCS_HTML.contains("rpc WatchTasks("));
+        assert!(DOCS_HTML.contains("returns (stream "));
+        assert!(DOCS_HTML.contains("message Task<"));
+        assert!(DOCS_HTML.contains("TASK_EVENT_TYPE_DELETED"));
+        // Comments, escaped: the errors each RPC returns.
+        assert!(DOCS_HTML.contains("ALREADY_EXISTS"));
+        assert!(DOCS_HTML.contains("users/{user}/tasks/{task}"));
+        assert!(!DOCS_HTML.contains("<user>"));
     }
 
     #[test]

@@ -37,12 +37,16 @@ async fn main() -> ExitCode {
         common,
         auth,
         mut task,
-        gateway,
+        mut gateway,
     } = cli;
-    // The task service verifies tokens with the keys of the auth service beside it, wherever
-    // that one listens (port 0 included).
-    if let Ok(addr) = auth_listener.local_addr() {
-        task.auth_url = format!("http://{addr}");
+    // The services talk to each other where they really listen (port 0 included): the task
+    // service verifies tokens with the keys of the auth service beside it, and the gateway
+    // forwards to both.
+    if let (Ok(auth_addr), Ok(task_addr)) = (auth_listener.local_addr(), task_listener.local_addr())
+    {
+        task.auth_url = format!("http://{auth_addr}");
+        gateway.auth_backends = vec![format!("http://{auth_addr}")];
+        gateway.task_backends = vec![format!("http://{task_addr}")];
     }
     let address = |listener: &tokio::net::TcpListener| {
         listener

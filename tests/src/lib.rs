@@ -149,9 +149,13 @@ impl Stack {
         let mut auth_config = auth_service::Config::new(auth, auth_url);
         let mut task_config = task_service::Config::new(task, task_url, format!("http://{auth}"));
         adjust(&mut auth_config, &mut task_config);
-        let gateway_config = gateway::Config {
-            listen_addr: gateway,
-        };
+        let mut gateway_config = gateway::Config::new(
+            gateway,
+            vec![format!("http://{auth}")],
+            vec![format!("http://{task}")],
+        );
+        // Tests send many sign-ups from one address.
+        gateway_config.auth_calls_per_minute = 10_000;
 
         let servers = vec![
             spawn_auth(&common, &auth_config, auth_listener),

@@ -1,0 +1,400 @@
+//! Generic forwarding: a call is routed by the service in its path to that service's backends
+//! without decoding a message, so a new RPC needs no change here.
+//!
+//! Headers (the `authorization` metadata included) and `grpc-timeout` pass through; hop-by-hop
+//! headers do not; the gateway adds no identity. Unary calls without a deadline get the default
+//! one. Calls are spread round-robin over the backends the health checks find serving; a backend
+//! that is down fails fast with `UNAVAILABLE`, and one that comes back is used again.
+//! Before a call is forwarded: the per-address rate limit on sign-up and login, the concurrency
+//! limit (shedding the excess), and the size of the first message.
+
+use std::{
+    collections::{HashSet, VecDeque},
+    convert::Infallible,
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
+use http::{HeaderValue, Request, Response, Uri, header};
+use http_body::Body as HttpBody;
+use prost::Message;
+use todo_common::rpc_error::ErrorStatus;
+use tokio::sync::Semaphore;
+use tonic::{
+    Code, Status,
+    body::Body,
+    transport::{Channel, Endpoint, server::TcpConnectInfo},
+};
+use tower::{Service, ServiceExt};
+
+use crate::body::{RequestBody, ResponseBody, first_message_length};
+
+/// `ErrorInfo.domain` of the gateway's own errors.
+pub const DOMAIN: &str = "gateway.todo";
+
+/// Calls limited per client address.
+const RATE_LIMITED: &[&str] = &[
+    "/todo.auth.v1.AuthService/SignUp",
+    "/todo.auth.v1.AuthService/Login",
+];
+
+/// Headers that describe one connection, not the call (RFC 9110 §7.6.1), plus the ones the
+/// backend connection sets itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "host",
+    "content-length",
+];
+
+/// One backend address.
+#[derive(Debug)]
+pub struct Instance {
+    /// Its URL.
+    pub url: String,
+    channel: Channel,
+    /// Whether its last health check said SERVING.
+    pub healthy: AtomicBool,
+}
+
+impl Instance {
+    /// A channel to this instance.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+}
+
+/// The instances of one service.
+#[derive(Debug)]
+pub struct Backend {
+    /// The gRPC service name (`todo.task.v1.TaskService`).
+    pub service: &'static str,
+    /// Its instances.
+    pub instances: Vec<Instance>,
+    next: AtomicUsize,
+}
+
+impl Backend {
+    /// Lazily connected channels to `urls`, each failing to connect within `connect_timeout`.
+    pub fn new(
+        service: &'static str,
+        urls: &[String],
+        connect_timeout: Duration,
+    ) -> Result<Self, String> {
+        let instances = urls
+            .iter()
+            .map(|url| {
+                let channel = Endpoint::from_shared(url.clone())
+                    .map_err(|e| format!("backend {url}: {e}"))?
+                    .connect_timeout(connect_timeout)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(30))
+                    .keep_alive_while_idle(true)
+                    .connect_lazy();
+                Ok(Instance {
+                    url: url.clone(),
+                    channel,
+                    // Optimistic until the first check: the first calls need not wait for it.
+                    healthy: AtomicBool::new(true),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if instances.is_empty() {
+            return Err(format!("no backend for {service}"));
+        }
+        Ok(Self {
+            service,
+            instances,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The next instance, round-robin, skipping unhealthy ones while any is healthy.
+    fn pick(&self) -> &Instance {
+        let count = self.instances.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..count)
+            .map(|offset| &self.instances[(start + offset) % count])
+            .find(|instance| instance.healthy.load(Ordering::Relaxed))
+            .unwrap_or(&self.instances[start % count])
+    }
+}
+
+/// Limits applied before forwarding.
+#[derive(Debug)]
+pub struct Limits {
+    /// Largest first message, bytes.
+    pub max_message_bytes: usize,
+    /// Deadline of unary calls that have none.
+    pub default_deadline: Duration,
+    /// Calls in flight.
+    pub calls: Arc<Semaphore>,
+    /// Sign-up and login calls per client address.
+    pub auth_calls: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Limits {
+    /// Limits with these values.
+    pub fn new(
+        max_message_bytes: usize,
+        default_deadline: Duration,
+        max_calls: u32,
+        auth_calls_per_minute: u32,
+    ) -> Self {
+        let per_minute = NonZeroU32::new(auth_calls_per_minute).unwrap_or(NonZeroU32::MIN);
+        Self {
+            max_message_bytes,
+            default_deadline,
+            calls: Arc::new(Semaphore::new(
+                usize::try_from(max_calls).unwrap_or(usize::MAX),
+            )),
+            auth_calls: RateLimiter::keyed(Quota::per_minute(per_minute)),
+        }
+    }
+}
+
+/// The fallback service of the gateway: forwards every call it is given.
+#[derive(Clone, Debug)]
+pub struct Forwarder {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backends: Vec<Arc<Backend>>,
+    limits: Limits,
+    /// Paths of server-streaming methods: they get no default deadline.
+    streaming: HashSet<String>,
+}
+
+impl Forwarder {
+    /// Forwards to `backends` under `limits`.
+    pub fn new(backends: Vec<Arc<Backend>>, limits: Limits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backends,
+                limits,
+                streaming: streaming_methods(),
+            }),
+        }
+    }
+}
+
+/// `/package.Service/Method` of every server-streaming method in the contracts.
+fn streaming_methods() -> HashSet<String> {
+    let Ok(set) = prost_types::FileDescriptorSet::decode(todo_proto::FILE_DESCRIPTOR_SET) else {
+        return HashSet::new();
+    };
+    set.file
+        .iter()
+        .flat_map(|file| {
+            file.service.iter().flat_map(move |service| {
+                service
+                    .method
+                    .iter()
+                    .filter(|method| method.server_streaming())
+                    .map(move |method| {
+                        format!("/{}.{}/{}", file.package(), service.name(), method.name())
+                    })
+            })
+        })
+        .collect()
+}
+
+/// A trailers-only gRPC answer.
+fn answer(status: Status) -> Response<Body> {
+    let (parts, ()) = status.into_http::<()>().into_parts();
+    Response::from_parts(parts, Body::empty())
+}
+
+impl<B> Service<Request<B>> for Forwarder
+where
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let inner = self.inner.clone();
+        Box::pin(async move { Ok(inner.forward(request).await.unwrap_or_else(answer)) })
+    }
+}
+
+impl Inner {
+    async fn forward<B>(&self, request: Request<B>) -> Result<Response<Body>, Status>
+    where
+        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = request.uri().path().to_owned();
+        let service = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let Some(backend) = self.backends.iter().find(|b| b.service == service) else {
+            return Err(Status::unimplemented(format!("unknown service {service}")));
+        };
+
+        if RATE_LIMITED.contains(&path.as_str())
+            && let Some(peer) = request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr)
+            && let Err(not_until) = self.limits.auth_calls.check_key(&peer.ip())
+        {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            return Err(ErrorStatus::new(
+                Code::ResourceExhausted,
+                DOMAIN,
+                "RATE_LIMITED",
+                "too many sign-up or login calls from this address; try again later",
+            )
+            .retry_after(wait.max(Duration::from_millis(1)))
+            .build());
+        }
+
+        // Shed load at once rather than queue: the client may retry elsewhere or later.
+        let Ok(_permit) = self.limits.calls.clone().try_acquire_owned() else {
+            return Err(ErrorStatus::new(
+                Code::Unavailable,
+                DOMAIN,
+                "OVERLOADED",
+                "the gateway is at capacity; retry shortly",
+            )
+            .retry_after(Duration::from_millis(100))
+            .build());
+        };
+
+        let (mut parts, mut body) = request.into_parts();
+        // Read until the first message's header is in, to refuse an oversized one before it
+        // reaches a backend.
+        let mut read = VecDeque::new();
+        let mut seen = 0;
+        while seen < 5 {
+            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        seen += data.len();
+                        read.push_back(data);
+                    }
+                }
+                Some(Err(error)) => return Err(Status::from_error(error.into())),
+                None => break,
+            }
+        }
+        if first_message_length(&read).is_some_and(|length| length > self.limits.max_message_bytes)
+        {
+            return Err(ErrorStatus::new(
+                Code::ResourceExhausted,
+                DOMAIN,
+                "MESSAGE_TOO_LARGE",
+                format!(
+                    "the request message is larger than {} bytes",
+                    self.limits.max_message_bytes
+                ),
+            )
+            .build());
+        }
+
+        for name in HOP_BY_HOP {
+            parts.headers.remove(*name);
+        }
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+        if !parts.headers.contains_key("grpc-timeout") && !self.streaming.contains(&path) {
+            let millis = self.limits.default_deadline.as_millis().min(99_999_999);
+            if let Ok(value) = HeaderValue::from_str(&format!("{millis}m")) {
+                parts.headers.insert("grpc-timeout", value);
+            }
+        }
+        // The channel adds its own scheme and authority.
+        parts.uri = Uri::builder()
+            .path_and_query(
+                parts
+                    .uri
+                    .path_and_query()
+                    .map_or(path.as_str(), |pq| pq.as_str()),
+            )
+            .build()
+            .map_err(|_| Status::invalid_argument("bad request path"))?;
+        parts.extensions = http::Extensions::new();
+        let request = Request::from_parts(parts, Body::new(RequestBody::new(read, body)));
+
+        let instance = backend.pick();
+        match instance.channel().oneshot(request).await {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                Ok(Response::from_parts(
+                    parts,
+                    Body::new(ResponseBody::new(body)),
+                ))
+            }
+            Err(error) => {
+                tracing::warn!(backend = instance.url, %error, "backend unreachable");
+                Err(ErrorStatus::new(
+                    Code::Unavailable,
+                    DOMAIN,
+                    "BACKEND_UNAVAILABLE",
+                    format!("{service} is unavailable; retry"),
+                )
+                .build())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streaming_methods_come_from_the_contracts() {
+        let streaming = streaming_methods();
+        assert!(streaming.contains("/todo.task.v1.TaskService/WatchTasks"));
+        assert!(!streaming.contains("/todo.task.v1.TaskService/ListTasks"));
+    }
+
+    #[tokio::test]
+    async fn round_robin_skips_unhealthy_instances_while_any_is_healthy() {
+        let urls = vec![
+            "http://127.0.0.1:1".to_owned(),
+            "http://127.0.0.1:2".to_owned(),
+        ];
+        let backend = Backend::new("s", &urls, Duration::from_millis(10)).unwrap();
+        let picks: Vec<&str> = (0..4).map(|_| backend.pick().url.as_str()).collect();
+        assert_eq!(
+            picks,
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2"
+            ]
+        );
+        backend.instances[0].healthy.store(false, Ordering::Relaxed);
+        assert!((0..4).all(|_| backend.pick().url == "http://127.0.0.1:2"));
+        backend.instances[1].healthy.store(false, Ordering::Relaxed);
+        backend.pick(); // all down: still tries one rather than failing here
+    }
+}
