@@ -22,7 +22,8 @@ expect() { # expect NAME OUTPUT PATTERN
 }
 expect "grpcurl list auth" "$(grpcurl -plaintext "$auth" list)" "todo.auth.v1.AuthService"
 expect "grpcurl list task" "$(grpcurl -plaintext "$task" list)" "todo.task.v1.TaskService"
-expect "grpcurl list gateway" "$(grpcurl -plaintext "$gateway" list)" "grpc.health.v1.Health"
+expect "grpcurl list gateway" "$(grpcurl -plaintext "$gateway" list)" "todo.task.v1.TaskService"
+expect "grpcurl describe via gateway" "$(grpcurl -plaintext "$gateway" describe todo.auth.v1.AuthService.Login)" "same answer"
 expect "grpcurl describe" "$(grpcurl -plaintext "$task" describe todo.task.v1.TaskService.ListTasks)" "keyset\|by key"
 expect "grpcurl health" "$(grpcurl -plaintext -d '{"service":"todo.auth.v1.AuthService"}' "$auth" grpc.health.v1.Health/Check)" "SERVING"
 expect "grpcurl without a token" \
@@ -40,6 +41,20 @@ expect "grpcurl ListTasks" \
   "$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{"parent":"users/me"}' "$task" todo.task.v1.TaskService/ListTasks)" '"totalSize": 1'
 expect "grpcurl field violations" \
   "$(grpcurl -plaintext -format-error -d '{"email":"nope","password":"short"}' "$auth" todo.auth.v1.AuthService/SignUp 2>&1 || true)" '"field":"password"'
+# Through the gateway: gRPC with grpcurl and buf curl, gRPC-web with buf curl.
+expect "grpcurl Login via gateway" \
+  "$(grpcurl -plaintext -d '{"email":"smoke@example.com","password":"correct horse battery"}' "$gateway" todo.auth.v1.AuthService/Login)" "accessToken"
+expect "grpcurl ListTasks via gateway" \
+  "$(grpcurl -plaintext -H "authorization: Bearer $token" -d '{"parent":"users/me"}' "$gateway" todo.task.v1.TaskService/ListTasks)" "Buy groceries"
+expect "buf curl ListTasks via gateway (gRPC)" \
+  "$(buf curl --http2-prior-knowledge --protocol grpc -H "authorization: Bearer $token" -d '{"parent":"users/me"}' "http://$gateway/todo.task.v1.TaskService/ListTasks")" "Buy groceries"
+expect "buf curl Login via gateway (gRPC-web)" \
+  "$(buf curl --protocol grpcweb -d '{"email":"smoke@example.com","password":"correct horse battery"}' "http://$gateway/todo.auth.v1.AuthService/Login")" "refreshToken"
+expect "buf curl ListTasks via gateway (gRPC-web)" \
+  "$(buf curl --protocol grpcweb -H "authorization: Bearer $token" -d '{"parent":"users/me"}' "http://$gateway/todo.task.v1.TaskService/ListTasks")" "Buy groceries"
+expect "buf curl reflection via gateway (gRPC-web)" \
+  "$(buf curl --protocol grpcweb --list-services "http://$gateway")" "todo.auth.v1.AuthService"
+expect "gateway /docs" "$(curl -sS "http://$gateway/docs")" "service TaskService"
 expect "buf curl Login" \
   "$(buf curl --http2-prior-knowledge --protocol grpc -d '{"email":"smoke@example.com","password":"correct horse battery"}' "http://$auth/todo.auth.v1.AuthService/Login")" "refreshToken"
 expect "buf curl list (reflection v1)" \

@@ -47,6 +47,17 @@ pub fn test_common_args(data_dir: PathBuf) -> CommonArgs {
     }
 }
 
+/// The settings of the three servers, for [`Stack::start_with`].
+#[derive(Debug)]
+pub struct Configs {
+    /// The auth service's.
+    pub auth: auth_service::Config,
+    /// The task service's.
+    pub task: task_service::Config,
+    /// The gateway's.
+    pub gateway: gateway::Config,
+}
+
 /// One server of the stack, running on its own task.
 #[derive(Debug)]
 struct Running {
@@ -119,15 +130,12 @@ fn spawn_auth(
 impl Stack {
     /// Starts auth, task and gateway against `backend` with default settings.
     pub async fn start(backend: &Backend) -> Self {
-        Self::start_with(backend, |_, _| {}).await
+        Self::start_with(backend, |_| {}).await
     }
 
-    /// Starts the stack with the services' settings adjusted by `adjust`. Returns once every
+    /// Starts the stack with the servers' settings adjusted by `adjust`. Returns once every
     /// listener is bound (connections queue until each server accepts them).
-    pub async fn start_with(
-        backend: &Backend,
-        adjust: impl FnOnce(&mut auth_service::Config, &mut task_service::Config),
-    ) -> Self {
+    pub async fn start_with(backend: &Backend, adjust: impl FnOnce(&mut Configs)) -> Self {
         let data_dir = std::env::temp_dir().join(unique_name("todo-stack"));
         let common = test_common_args(data_dir.clone());
         let mut databases = Vec::new();
@@ -146,9 +154,6 @@ impl Stack {
         let (task_listener, task) = loopback_listener().await;
         let (gateway_listener, gateway) = loopback_listener().await;
 
-        let mut auth_config = auth_service::Config::new(auth, auth_url);
-        let mut task_config = task_service::Config::new(task, task_url, format!("http://{auth}"));
-        adjust(&mut auth_config, &mut task_config);
         let mut gateway_config = gateway::Config::new(
             gateway,
             vec![format!("http://{auth}")],
@@ -156,6 +161,17 @@ impl Stack {
         );
         // Tests send many sign-ups from one address.
         gateway_config.auth_calls_per_minute = 10_000;
+        let mut configs = Configs {
+            auth: auth_service::Config::new(auth, auth_url),
+            task: task_service::Config::new(task, task_url, format!("http://{auth}")),
+            gateway: gateway_config,
+        };
+        adjust(&mut configs);
+        let Configs {
+            auth: auth_config,
+            task: task_config,
+            gateway: gateway_config,
+        } = configs;
 
         let servers = vec![
             spawn_auth(&common, &auth_config, auth_listener),
@@ -244,11 +260,34 @@ impl Stack {
 
     /// Stops the auth service (draining it), leaving the others running.
     pub async fn stop_auth(&mut self) {
+        self.stop_named("auth-service").await;
+    }
+
+    /// Stops the (first) task service, leaving the others running.
+    pub async fn stop_task(&mut self) {
+        self.stop_named("task-service").await;
+    }
+
+    /// Starts the task service again after [`Stack::stop_task`], on the same address.
+    pub async fn start_task(&mut self) {
+        let listener = TcpListener::bind(self.task)
+            .await
+            .expect("rebind the task address");
+        let (common, config) = (self.common.clone(), self.task_config.clone());
+        self.servers
+            .push(Running::spawn("task-service", move |shutdown| {
+                tokio::spawn(async move {
+                    task_service::run(&common, &config, listener, shutdown).await
+                })
+            }));
+    }
+
+    async fn stop_named(&mut self, name: &str) {
         let index = self
             .servers
             .iter()
-            .position(|s| s.name == "auth-service")
-            .expect("auth-service runs");
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} runs"));
         self.servers.remove(index).stop().await;
     }
 
@@ -322,10 +361,39 @@ impl Interceptor for Bearer {
 /// A task-service client sending a bearer token.
 pub type TaskClient = TaskServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// The interceptor that sends `token`.
+pub fn bearer(token: &str) -> Bearer {
+    Bearer(format!("Bearer {token}").parse().expect("ASCII token"))
+}
+
 /// A task-service client on `channel` that sends `token`.
 pub fn task_client(channel: Channel, token: &str) -> TaskClient {
-    let value = format!("Bearer {token}").parse().expect("ASCII token");
-    TaskServiceClient::with_interceptor(channel, Bearer(value))
+    TaskServiceClient::with_interceptor(channel, bearer(token))
+}
+
+/// A task-service client over gRPC-web (HTTP/1.1) to `addr` that sends `token`.
+pub fn grpc_web_task_client(
+    addr: SocketAddr,
+    token: &str,
+) -> TaskServiceClient<InterceptedService<GrpcWebTransport, Bearer>> {
+    let (transport, origin) = grpc_web(addr);
+    TaskServiceClient::with_origin(InterceptedService::new(transport, bearer(token)), origin)
+}
+
+/// A gRPC-web transport (HTTP/1.1) to `addr`, as a browser library would use.
+pub type GrpcWebTransport = tonic_web::GrpcWebClientService<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        tonic_web::GrpcWebCall<tonic::body::Body>,
+    >,
+>;
+
+/// A gRPC-web transport to `addr` over HTTP/1.1, and the origin to give clients.
+pub fn grpc_web(addr: SocketAddr) -> (GrpcWebTransport, http::Uri) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let origin = format!("http://{addr}").parse().expect("valid URI");
+    (tonic_web::GrpcWebClientService::new(client), origin)
 }
 
 /// A channel to `addr` (gRPC over HTTP/2 cleartext).

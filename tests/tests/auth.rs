@@ -798,8 +798,8 @@ async fn changing_the_password_revokes_every_other_session() {
 #[tokio::test]
 async fn jwks_publishes_the_signing_key_and_rotation_keeps_old_tokens_valid() {
     for_each_backend(|backend| async move {
-        let stack = Stack::start_with(&backend, |auth, _| {
-            auth.key_reload_interval = Duration::from_millis(100);
+        let stack = Stack::start_with(&backend, |configs| {
+            configs.auth.key_reload_interval = Duration::from_millis(100);
         })
         .await;
         let mut auth = client(stack.auth).await;
@@ -945,10 +945,10 @@ async fn a_login_rehashes_the_password_when_the_cost_settings_change() {
 #[tokio::test]
 async fn repeated_failures_are_throttled_and_the_owner_gets_back_in() {
     for_each_backend(|backend| async move {
-        let stack = Stack::start_with(&backend, |auth, _| {
-            auth.login_free_attempts = 3;
-            auth.login_base_delay = Duration::from_millis(400);
-            auth.login_max_delay = Duration::from_millis(800);
+        let stack = Stack::start_with(&backend, |configs| {
+            configs.auth.login_free_attempts = 3;
+            configs.auth.login_base_delay = Duration::from_millis(400);
+            configs.auth.login_max_delay = Duration::from_millis(800);
         })
         .await;
         let mut auth = client(stack.auth).await;

@@ -1052,7 +1052,7 @@ async fn every_watcher_of_a_user_sees_writes_made_on_any_instance() {
 
 #[tokio::test]
 async fn a_watcher_that_falls_behind_is_told_so_and_writers_never_wait() {
-    let stack = Stack::start_with(&Backend::Sqlite, |_, task| task.watch_buffer = 4).await;
+    let stack = Stack::start_with(&Backend::Sqlite, |configs| configs.task.watch_buffer = 4).await;
     let ada = stack.sign_up("ada@example.com").await;
     // A client with small HTTP/2 windows, so that an unread stream backs up quickly.
     let small_windows = tonic::transport::Endpoint::from_shared(format!("http://{}", stack.task))
@@ -1199,8 +1199,8 @@ async fn valid_tokens_keep_working_while_the_auth_service_is_down() {
 
 #[tokio::test]
 async fn tokens_signed_with_a_rotated_key_are_accepted_at_once() {
-    let stack = Stack::start_with(&Backend::Sqlite, |auth, _| {
-        auth.key_reload_interval = Duration::from_millis(100);
+    let stack = Stack::start_with(&Backend::Sqlite, |configs| {
+        configs.auth.key_reload_interval = Duration::from_millis(100);
     })
     .await;
     let ada = stack.sign_up("ada@example.com").await;
