@@ -436,7 +436,7 @@ async fn sign_ups_and_logins_are_rate_limited_per_client_address() {
                 display_name: String::new(),
             })
             .await;
-        outcomes.push(result.map(|_| ()).map_err(|s| s));
+        outcomes.push(result.map(|_| ()));
     }
     assert!(outcomes[..3].iter().all(Result::is_ok), "{outcomes:?}");
     let limited = outcomes[3].as_ref().unwrap_err();
