@@ -1,6 +1,8 @@
 //! Plain-HTTP pages of the gateway, answered before gRPC-web translation (which refuses any
-//! HTTP/1.1 request that is not gRPC-web): `GET /docs`, the API reference made from the proto
-//! comments at build time.
+//! HTTP/1.1 request that is not gRPC-web): `GET /`, the Todo web client (`web/index.html` and
+//! the bundle `web/dist/app.js`, built by `web/build.sh` and embedded here, so building the
+//! gateway needs no npm), and `GET /docs`, the API reference made from the proto comments at
+//! build time.
 
 use std::{
     future::Future,
@@ -17,6 +19,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A page: its content type and body.
 fn page(path: &str) -> Option<(&'static str, &'static str)> {
     match path {
+        "/" | "/index.html" => Some((
+            "text/html; charset=utf-8",
+            include_str!("../web/index.html"),
+        )),
+        "/app.js" => Some((
+            "text/javascript; charset=utf-8",
+            include_str!("../web/dist/app.js"),
+        )),
         "/docs" | "/docs/" => Some(("text/html; charset=utf-8", todo_proto::DOCS_HTML)),
         _ => None,
     }
@@ -68,9 +78,19 @@ where
             response
                 .headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            // The pages load only their own script and styles, and call only this origin.
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+                ),
+            );
             return Box::pin(async move { Ok(response) });
         }
         let response = self.inner.call(request);

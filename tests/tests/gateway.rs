@@ -556,8 +556,30 @@ async fn cors_allows_listed_and_own_origins_and_refuses_others() {
 }
 
 #[tokio::test]
-async fn the_docs_page_documents_every_service() {
+async fn the_web_client_and_the_docs_page_are_served() {
     let stack = Stack::start(&Backend::Sqlite).await;
+    for (path, content_type, expected) in [
+        ("/", "text/html", "<script type=\"module\" src=\"/app.js\">"),
+        ("/app.js", "text/javascript", "todo.task.v1.TaskService"),
+    ] {
+        let request = http::Request::builder()
+            .uri(format!("http://{}{path}", stack.gateway))
+            .body(String::new())
+            .unwrap();
+        let response = http1(request).await;
+        assert_eq!(response.status(), http::StatusCode::OK, "{path}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type)
+        );
+        assert!(response.headers().contains_key("content-security-policy"));
+        assert!(
+            String::from_utf8_lossy(response.body()).contains(expected),
+            "{path}"
+        );
+    }
     let request = http::Request::builder()
         .uri(format!("http://{}/docs", stack.gateway))
         .body(String::new())
