@@ -560,7 +560,7 @@ async fn the_web_client_and_the_docs_page_are_served() {
     let stack = Stack::start(&Backend::Sqlite).await;
     for (path, content_type, expected) in [
         ("/", "text/html", "<script type=\"module\" src=\"/app.js\">"),
-        ("/app.js", "text/javascript", "todo.task.v1.TaskService"),
+        ("/app.js", "text/javascript", "users/me"),
     ] {
         let request = http::Request::builder()
             .uri(format!("http://{}{path}", stack.gateway))
