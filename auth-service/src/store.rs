@@ -532,8 +532,6 @@ impl UserStore for SqlUserStore {
 /// PostgreSQL.
 #[cfg(test)]
 mod contract {
-    use todo_common::testing::{TestDatabase, backends};
-
     use super::*;
 
     /// Runs `test` on a fresh store of every back-end.
@@ -542,14 +540,10 @@ mod contract {
         F: Fn(SqlUserStore) -> Fut,
         Fut: Future<Output = ()>,
     {
-        for backend in backends() {
-            eprintln!("-- backend: {}", backend.name());
-            let database = TestDatabase::create(&backend).await;
-            let db = database.connect(&crate::MIGRATIONS).await;
-            test(SqlUserStore::new(db.clone())).await;
-            db.close().await;
-            database.remove().await;
-        }
+        todo_common::testing::on_every_backend(&crate::MIGRATIONS, |db| {
+            test(SqlUserStore::new(db))
+        })
+        .await;
     }
 
     fn user(id: &str, email: &str) -> UserRecord {

@@ -57,6 +57,23 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// Runs `test` once per back-end, each time on a fresh database migrated with `migrations`,
+/// removed afterwards.
+pub async fn on_every_backend<F, Fut>(migrations: &Migrations, test: F)
+where
+    F: Fn(Database) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in backends() {
+        eprintln!("-- backend: {}", backend.name());
+        let database = TestDatabase::create(&backend).await;
+        let db = database.connect(migrations).await;
+        test(db.clone()).await;
+        db.close().await;
+        database.remove().await;
+    }
+}
+
 /// A fresh, empty database, removed by [`TestDatabase::remove`].
 #[derive(Debug)]
 pub struct TestDatabase {

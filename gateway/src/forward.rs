@@ -180,6 +180,12 @@ struct Inner {
 }
 
 impl Forwarder {
+    /// Forgets rate-limit state of addresses that have been quiet for a full period, so the
+    /// table does not grow with every address ever seen. Call it now and then.
+    pub fn forget_quiet_clients(&self) {
+        self.inner.limits.auth_calls.retain_recent();
+    }
+
     /// Forwards to `backends` under `limits`.
     pub fn new(backends: Vec<Arc<Backend>>, limits: Limits) -> Self {
         Self {

@@ -60,6 +60,17 @@ pub async fn run(
         config.auth_calls_per_minute,
     );
     let forwarder = Forwarder::new(backends.clone(), limits);
+    let housekeeping = tokio::spawn({
+        let (forwarder, shutdown) = (forwarder.clone(), shutdown.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(60)) => forwarder.forget_quiet_clients(),
+                    () = shutdown.wait() => return,
+                }
+            }
+        }
+    });
 
     let assembled = GrpcServer::new(
         "gateway",
@@ -101,5 +112,6 @@ pub async fn run(
         })
         .await;
     health_watch.abort();
+    housekeeping.abort();
     Ok(result?)
 }

@@ -725,23 +725,18 @@ impl TaskStore for SqlTaskStore {
 /// PostgreSQL.
 #[cfg(test)]
 mod contract {
-    use todo_common::testing::{TestDatabase, backends};
-
     use super::*;
 
+    /// Runs `test` on a fresh store of every back-end.
     async fn on_every_backend<F, Fut>(test: F)
     where
         F: Fn(SqlTaskStore) -> Fut,
         Fut: Future<Output = ()>,
     {
-        for backend in backends() {
-            eprintln!("-- backend: {}", backend.name());
-            let database = TestDatabase::create(&backend).await;
-            let db = database.connect(&crate::MIGRATIONS).await;
-            test(SqlTaskStore::new(db.clone())).await;
-            db.close().await;
-            database.remove().await;
-        }
+        todo_common::testing::on_every_backend(&crate::MIGRATIONS, |db| {
+            test(SqlTaskStore::new(db))
+        })
+        .await;
     }
 
     fn new(title: &str) -> NewTask {
