@@ -54,6 +54,15 @@ expect "buf curl ListTasks via gateway (gRPC-web)" \
   "$(buf curl --protocol grpcweb -H "authorization: Bearer $token" -d '{"parent":"users/me"}' "http://$gateway/todo.task.v1.TaskService/ListTasks")" "Buy groceries"
 expect "buf curl reflection via gateway (gRPC-web)" \
   "$(buf curl --protocol grpcweb --list-services "http://$gateway")" "todo.auth.v1.AuthService"
+# gRPC-web over HTTP/2 as well as HTTP/1.1, binary and text.
+printf '\x00\x00\x00\x00\x0a\x0a\x08users/me' >"$work/list.bin"
+expect "gRPC-web binary over HTTP/2 via gateway" \
+  "$(curl -sS --http2-prior-knowledge -X POST -H 'content-type: application/grpc-web+proto' -H 'x-grpc-web: 1' \
+      -H "authorization: Bearer $token" --data-binary @"$work/list.bin" "http://$gateway/todo.task.v1.TaskService/ListTasks" | tr -d '\0' )" "grpc-status:0"
+expect "gRPC-web text over HTTP/1.1 via gateway" \
+  "$(base64 -w0 "$work/list.bin" | curl -sS --http1.1 -X POST -H 'content-type: application/grpc-web-text' \
+      -H 'accept: application/grpc-web-text' -H 'x-grpc-web: 1' -H "authorization: Bearer $token" --data-binary @- \
+      "http://$gateway/todo.task.v1.TaskService/ListTasks" | base64 -d 2>/dev/null | tr -d '\0')" "grpc-status:0"
 expect "gateway /docs" "$(curl -sS "http://$gateway/docs")" "service TaskService"
 expect "buf curl Login" \
   "$(buf curl --http2-prior-knowledge --protocol grpc -d '{"email":"smoke@example.com","password":"correct horse battery"}' "http://$auth/todo.auth.v1.AuthService/Login")" "refreshToken"
