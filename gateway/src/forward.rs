@@ -356,6 +356,13 @@ impl Inner {
                     Body::new(ResponseBody::new(body)),
                 ))
             }
+            Err(error) if timed_out(&error) => Err(ErrorStatus::new(
+                Code::DeadlineExceeded,
+                DOMAIN,
+                "DEADLINE_EXCEEDED",
+                "the call's deadline passed before the backend answered",
+            )
+            .build()),
             Err(error) => {
                 tracing::warn!(backend = instance.url, %error, "backend unreachable");
                 Err(ErrorStatus::new(
@@ -368,6 +375,18 @@ impl Inner {
             }
         }
     }
+}
+
+/// Whether a backend call failed because its deadline (`grpc-timeout`) passed.
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -620,3 +620,88 @@ async fn deadlines_pass_through_to_the_backend() {
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn unary_calls_without_a_deadline_get_the_default_one_and_streams_do_not() {
+    // A default deadline of (almost) nothing: every unary call runs out of time, which proves
+    // the gateway set one; a watch through the same gateway stays open.
+    let stack = Stack::start_with(&Backend::Sqlite, |configs| {
+        configs.gateway.default_deadline = Duration::from_nanos(1);
+    })
+    .await;
+    let token = sign_up_via(stack.auth, "ada@example.com").await;
+    let mut tasks = task_client(channel(stack.gateway).await, &token);
+    let status = tasks
+        .list_tasks(ListTasksRequest {
+            parent: "users/me".into(),
+            ..ListTasksRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // A deadline the client chose wins.
+    let mut request = tonic::Request::new(ListTasksRequest {
+        parent: "users/me".into(),
+        ..ListTasksRequest::default()
+    });
+    request.set_timeout(Duration::from_secs(10));
+    tasks.list_tasks(request).await.unwrap();
+
+    let mut stream = tasks
+        .watch_tasks(WatchTasksRequest {
+            parent: "users/me".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut writer = task_client(channel(stack.task).await, &token);
+    writer.create_task(new_task("seen")).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.event.unwrap().r#type(), TaskEventType::Created);
+    drop(stream);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn calls_beyond_the_concurrency_limit_are_shed_at_once() {
+    let stack = Stack::start_with(&Backend::Sqlite, |configs| {
+        configs.gateway.max_concurrent_calls = 1
+    })
+    .await;
+    sign_up_via(stack.auth, "ada@example.com").await;
+    // Logins take tens of milliseconds (password hashing): fired together, only some fit.
+    let logins: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = stack.gateway;
+            tokio::spawn(async move {
+                AuthServiceClient::new(channel(addr).await)
+                    .login(LoginRequest {
+                        email: "ada@example.com".into(),
+                        password: PASSWORD.into(),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut shed = 0;
+    let mut served = 0;
+    for login in logins {
+        match login.await.unwrap() {
+            Ok(_) => served += 1,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                assert_eq!(
+                    status.get_error_details().error_info().unwrap().reason,
+                    "OVERLOADED"
+                );
+                shed += 1;
+            }
+        }
+    }
+    assert!(served >= 1 && shed >= 1, "served {served}, shed {shed}");
+    stack.stop().await;
+}
