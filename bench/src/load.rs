@@ -1,0 +1,94 @@
+//! Closed-loop load: a fixed number of workers, each sending its next call when the previous
+//! one is answered, for a fixed time; every latency is kept for the percentiles.
+
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+
+/// What one load run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    /// Calls answered with OK.
+    pub ok: u64,
+    /// Calls answered with an error.
+    pub errors: u64,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// Latency of every call, microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+}
+
+impl Measured {
+    /// OK calls per second.
+    pub fn rate(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.ok as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// The `p`-th percentile latency (0-100), milliseconds.
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let rank = ((p / 100.0) * (self.latencies_us.len() - 1) as f64).round() as usize;
+        f64::from(self.latencies_us[rank.min(self.latencies_us.len() - 1)]) / 1000.0
+    }
+}
+
+/// Runs `call` from `workers` workers for `warm_up` (not measured) then `duration`. `call`
+/// gets the worker index and its call count and says whether the call succeeded.
+pub async fn drive<F, Fut>(
+    workers: usize,
+    warm_up: Duration,
+    duration: Duration,
+    call: F,
+) -> Measured
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let start = Instant::now() + warm_up;
+    let end = start + duration;
+    let tasks: Vec<_> = (0..workers)
+        .map(|worker| {
+            let call = call.clone();
+            tokio::spawn(async move {
+                let mut measured = Measured::default();
+                let mut n = 0;
+                loop {
+                    let sent = Instant::now();
+                    if sent >= end {
+                        break;
+                    }
+                    let ok = call(worker, n).await;
+                    n += 1;
+                    if sent < start {
+                        continue;
+                    }
+                    let micros = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
+                    measured.latencies_us.push(micros);
+                    if ok {
+                        measured.ok += 1;
+                    } else {
+                        measured.errors += 1;
+                    }
+                }
+                measured
+            })
+        })
+        .collect();
+    let mut total = Measured::default();
+    for task in tasks {
+        let part = task.await.expect("a load worker panicked");
+        total.ok += part.ok;
+        total.errors += part.errors;
+        total.latencies_us.extend(part.latencies_us);
+    }
+    total.seconds = duration.as_secs_f64();
+    total.latencies_us.sort_unstable();
+    total
+}

@@ -1,0 +1,730 @@
+//! `todo-bench`: the benchmark harness.
+//!
+//! Starts the real servers (release binaries, one process each) on loopback, prepares data,
+//! drives each scenario for a fixed time from a fixed number of closed-loop workers, and prints
+//! a table (requests/s, p50/p90/p99/max latency, errors, CPU and RSS of each server), the scale
+//! curve of `ListTasks`, and PASS/MISS lines for the targets, all computed as ratios within the
+//! one run. The same figures are written as JSON.
+//!
+//! ```sh
+//! cargo build --release --bins && cargo run --release -p todo-bench -- --database both
+//! ```
+//!
+//! Every figure comes from this harness's own Rust client (tonic for gRPC, tonic-web over
+//! hyper's HTTP/1.1 client for gRPC-web), sharing the 2 cores with the servers.
+
+mod clients;
+mod load;
+mod scale;
+mod servers;
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+use crate::{
+    clients::{Auth, Path, Tasks},
+    load::{Measured, drive},
+    servers::{ProcStats, Stack, Storage},
+};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The benchmark harness of the Todo backend.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// How long each scenario is measured (after a 1 s warm-up).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Closed-loop workers (calls in flight) per scenario.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// Database back-end(s) to measure.
+    #[arg(long, value_enum, default_value_t = Databases::Sqlite)]
+    database: Databases,
+    /// PostgreSQL server where the harness may create its databases.
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres_url: String,
+    /// Largest task count of the ListTasks scale curve (100, 10,000 and this).
+    #[arg(long, default_value_t = 1_000_000)]
+    scale_max: u64,
+    /// Where to write the results as JSON.
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Databases {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+/// One measured row.
+#[derive(Debug, Serialize)]
+struct Row {
+    database: &'static str,
+    scenario: String,
+    path: &'static str,
+    tool: &'static str,
+    requests_per_second: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    ok: u64,
+    errors: u64,
+    /// CPU seconds each server used during the scenario, per second of it.
+    cpu_cores: Vec<(&'static str, f64)>,
+    /// RSS of each server at the end, MiB.
+    rss_mib: Vec<(&'static str, f64)>,
+}
+
+/// One PASS/MISS line.
+#[derive(Debug, Serialize)]
+struct Target {
+    database: &'static str,
+    target: String,
+    measured: String,
+    pass: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Results {
+    rows: Vec<Row>,
+    scale: Vec<scale::ScalePoint>,
+    idle_rss_mib: Vec<(&'static str, &'static str, f64)>,
+    peak_rss_mib: Vec<(&'static str, &'static str, f64)>,
+    targets: Vec<Target>,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Runs `call` as a scenario and records it.
+#[allow(clippy::too_many_arguments)]
+async fn measure<F, Fut>(
+    results: &mut Results,
+    stack: &Stack,
+    database: &'static str,
+    scenario: &str,
+    path: Path,
+    workers: usize,
+    duration: Duration,
+    call: F,
+) -> Measured
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let before: Vec<ProcStats> = stack.servers().iter().map(|s| s.stats()).collect();
+    let measured = drive(workers, Duration::from_secs(1), duration, call).await;
+    let after: Vec<ProcStats> = stack.servers().iter().map(|s| s.stats()).collect();
+    let names = stack.servers().map(|s| s.name);
+    let elapsed = duration.as_secs_f64() + 1.0;
+    let row = Row {
+        database,
+        scenario: scenario.to_owned(),
+        path: path.label(),
+        tool: "todo-bench (Rust)",
+        requests_per_second: measured.rate(),
+        p50_ms: measured.percentile_ms(50.0),
+        p90_ms: measured.percentile_ms(90.0),
+        p99_ms: measured.percentile_ms(99.0),
+        max_ms: measured.percentile_ms(100.0),
+        ok: measured.ok,
+        errors: measured.errors,
+        cpu_cores: names
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|(name, (b, a))| (*name, (a.cpu_seconds - b.cpu_seconds) / elapsed))
+            .collect(),
+        rss_mib: names
+            .iter()
+            .zip(&after)
+            .map(|(name, a)| (*name, mib(a.rss_kib)))
+            .collect(),
+    };
+    println!(
+        "{:<8} {:<34} {:<17} {:>9.0}/s  p50 {:>6.2}  p90 {:>6.2}  p99 {:>6.2}  max {:>7.2} ms  err {:>4}  cpu {}  rss {}",
+        row.database,
+        row.scenario,
+        row.path,
+        row.requests_per_second,
+        row.p50_ms,
+        row.p90_ms,
+        row.p99_ms,
+        row.max_ms,
+        row.errors,
+        row.cpu_cores
+            .iter()
+            .map(|(n, c)| format!("{}={c:.2}", &n[..4]))
+            .collect::<Vec<_>>()
+            .join(" "),
+        row.rss_mib
+            .iter()
+            .map(|(n, r)| format!("{}={r:.0}M", &n[..4]))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    results.rows.push(row);
+    measured
+}
+
+/// The address a path reaches a service at.
+fn task_addr(stack: &Stack, path: Path) -> std::net::SocketAddr {
+    if path == Path::Direct {
+        stack.task.addr
+    } else {
+        stack.gateway.addr
+    }
+}
+
+fn auth_addr(stack: &Stack, path: Path) -> std::net::SocketAddr {
+    if path == Path::Direct {
+        stack.auth.addr
+    } else {
+        stack.gateway.addr
+    }
+}
+
+/// One client per worker.
+async fn task_clients(stack: &Stack, path: Path, token: &str, workers: usize) -> Arc<Vec<Tasks>> {
+    let mut clients = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        clients.push(Tasks::connect(path, task_addr(stack, path), token).await);
+    }
+    Arc::new(clients)
+}
+
+async fn run_database(cli: &Cli, database: &'static str, storage: Storage, results: &mut Results) {
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+        .expect("the harness's directory");
+    let stack = Stack::start(&bin_dir, &storage).await;
+    for server in stack.servers() {
+        results
+            .idle_rss_mib
+            .push((database, server.name, mib(server.stats().rss_kib)));
+    }
+    let workers = cli.concurrency;
+    let duration = cli.duration;
+
+    // Data: a reader with 10,000 tasks, a writer, and the health ceiling.
+    let mut auth = Auth::connect(Path::Direct, stack.auth.addr).await;
+    let (_, reader) = auth.sign_up("reader@example.com", PASSWORD).await;
+    let (_, writer) = auth.sign_up("writer@example.com", PASSWORD).await;
+    let started = Instant::now();
+    let names = {
+        let clients = task_clients(&stack, Path::Direct, &reader, workers).await;
+        let made = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let per_worker = 10_000 / workers + 1;
+        let mut handles = Vec::new();
+        for worker in 0..workers {
+            let (mut client, made) = (clients[worker].clone(), made.clone());
+            handles.push(tokio::spawn(async move {
+                for n in 0..per_worker {
+                    if worker * per_worker + n >= 10_000 {
+                        break;
+                    }
+                    if let Some(name) = client.create(&format!("task {worker}-{n}")).await {
+                        made.lock().expect("lock").push(name);
+                    }
+                }
+            }));
+        }
+        for handle in handles {
+            handle.await.expect("seeding");
+        }
+        Arc::new(std::mem::take(&mut *made.lock().expect("lock")))
+    };
+    println!(
+        "{database}: seeded {} tasks in {:.1?}",
+        names.len(),
+        started.elapsed()
+    );
+
+    // The ceiling: an empty RPC (health) on the task service's server.
+    let health_channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", stack.task.addr))
+            .expect("URI")
+            .connect()
+            .await
+            .expect("connect");
+    let health = {
+        let client = tonic_health::pb::health_client::HealthClient::new(health_channel);
+        measure(
+            results,
+            &stack,
+            database,
+            "health check (ceiling)",
+            Path::Direct,
+            workers,
+            duration,
+            move |_, _| {
+                let mut client = client.clone();
+                async move {
+                    client
+                        .check(tonic_health::pb::HealthCheckRequest {
+                            service: String::new(),
+                        })
+                        .await
+                        .is_ok()
+                }
+            },
+        )
+        .await
+    };
+    let mut rates = std::collections::HashMap::new();
+    rates.insert(("health", Path::Direct), health.rate());
+    let mut p99s = std::collections::HashMap::new();
+
+    for path in Path::ALL {
+        let readers = task_clients(&stack, path, &reader, workers).await;
+        let writers = task_clients(&stack, path, &writer, workers).await;
+        let get = measure(
+            results,
+            &stack,
+            database,
+            "GetTask",
+            path,
+            workers,
+            duration,
+            {
+                let (readers, names) = (readers.clone(), names.clone());
+                move |w, n| {
+                    let (mut client, names) = (readers[w].clone(), names.clone());
+                    async move {
+                        client
+                            .get(&names[(w * 7919 + n as usize * 104_729) % names.len()])
+                            .await
+                    }
+                }
+            },
+        )
+        .await;
+        let list = measure(
+            results,
+            &stack,
+            database,
+            "ListTasks (50 of 10,000)",
+            path,
+            workers,
+            duration,
+            {
+                let readers = readers.clone();
+                move |w, _| {
+                    let mut client = readers[w].clone();
+                    async move { client.list(50, "").await.is_ok() }
+                }
+            },
+        )
+        .await;
+        let create = measure(
+            results,
+            &stack,
+            database,
+            "CreateTask",
+            path,
+            workers,
+            duration,
+            {
+                let writers = writers.clone();
+                move |w, n| {
+                    let mut client = writers[w].clone();
+                    async move { client.create(&format!("created {w}-{n}")).await.is_some() }
+                }
+            },
+        )
+        .await;
+        let update = measure(
+            results,
+            &stack,
+            database,
+            "UpdateTask",
+            path,
+            workers,
+            duration,
+            {
+                let (readers, names) = (readers.clone(), names.clone());
+                move |w, n| {
+                    let (mut client, names) = (readers[w].clone(), names.clone());
+                    async move {
+                        let name = &names[(w * 31 + n as usize * 7) % names.len()];
+                        client.rename(name, &format!("renamed {n}")).await
+                    }
+                }
+            },
+        )
+        .await;
+        measure(
+            results,
+            &stack,
+            database,
+            "mixed (80% reads)",
+            path,
+            workers,
+            duration,
+            {
+                let (readers, names) = (readers.clone(), names.clone());
+                move |w, n| {
+                    let (mut client, names) = (readers[w].clone(), names.clone());
+                    async move {
+                        let name = &names[(w * 131 + n as usize * 17) % names.len()];
+                        match n % 10 {
+                            0..=3 => client.get(name).await,
+                            4..=7 => client.list(50, "").await.is_ok(),
+                            8 => client.create(&format!("mixed {w}-{n}")).await.is_some(),
+                            _ => client.rename(name, &format!("mixed {n}")).await,
+                        }
+                    }
+                }
+            },
+        )
+        .await;
+        rates.insert(("get", path), get.rate());
+        rates.insert(("list", path), list.rate());
+        rates.insert(("create", path), create.rate());
+        rates.insert(("update", path), update.rate());
+        p99s.insert(("get", path), get.percentile_ms(99.0));
+        p99s.insert(("list", path), list.percentile_ms(99.0));
+        p99s.insert(("create", path), create.percentile_ms(99.0));
+    }
+
+    // Login, and reads during a login flood.
+    let mut login = Measured::default();
+    for path in Path::ALL {
+        let client = Auth::connect(path, auth_addr(&stack, path)).await;
+        let measured = measure(
+            results,
+            &stack,
+            database,
+            "Login",
+            path,
+            workers,
+            duration,
+            move |_, _| {
+                let mut client = client.clone();
+                async move { client.login("reader@example.com", PASSWORD).await.is_some() }
+            },
+        )
+        .await;
+        if path == Path::Direct {
+            login = measured;
+        }
+    }
+    let light = 4;
+    let verify_client = Auth::connect(Path::Direct, stack.auth.addr).await;
+    let verify = |client: Auth, token: String| {
+        move |_, _| {
+            let (mut client, token) = (client.clone(), token.clone());
+            async move { client.verify(&token).await }
+        }
+    };
+    let idle_verify = measure(
+        results,
+        &stack,
+        database,
+        "VerifyToken (4 workers, idle)",
+        Path::Direct,
+        light,
+        duration,
+        verify(verify_client.clone(), reader.clone()),
+    )
+    .await;
+    let list_light = task_clients(&stack, Path::Direct, &reader, light).await;
+    let list_call = |clients: Arc<Vec<Tasks>>| {
+        move |w: usize, _| {
+            let mut client = clients[w].clone();
+            async move { client.list(50, "").await.is_ok() }
+        }
+    };
+    let idle_list = measure(
+        results,
+        &stack,
+        database,
+        "ListTasks (4 workers, idle)",
+        Path::Direct,
+        light,
+        duration,
+        list_call(list_light.clone()),
+    )
+    .await;
+    let flood = {
+        let client = Auth::connect(Path::Direct, stack.auth.addr).await;
+        tokio::spawn(drive(
+            workers,
+            Duration::ZERO,
+            duration * 2 + Duration::from_secs(3),
+            move |_, _| {
+                let mut client = client.clone();
+                async move { client.login("reader@example.com", PASSWORD).await.is_some() }
+            },
+        ))
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy_verify = measure(
+        results,
+        &stack,
+        database,
+        "VerifyToken (4 workers, login flood)",
+        Path::Direct,
+        light,
+        duration,
+        verify(verify_client, reader.clone()),
+    )
+    .await;
+    let busy_list = measure(
+        results,
+        &stack,
+        database,
+        "ListTasks (4 workers, login flood)",
+        Path::Direct,
+        light,
+        duration,
+        list_call(list_light),
+    )
+    .await;
+    let flood = flood.await.expect("flood");
+    println!(
+        "{database}: login flood meanwhile: {:.0} logins/s, {} errors",
+        flood.rate(),
+        flood.errors
+    );
+
+    // The scale curve.
+    let points = scale::curve(&stack, database, &storage, cli.scale_max).await;
+    for server in stack.servers() {
+        results
+            .peak_rss_mib
+            .push((database, server.name, mib(server.stats().peak_rss_kib)));
+    }
+
+    // Targets.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let mut target = |name: String, measured: String, pass: bool| {
+        results.targets.push(Target {
+            database,
+            target: name,
+            measured,
+            pass,
+        });
+    };
+    let ceiling = rates[&("health", Path::Direct)];
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let get_ratio = ratio(rates[&("get", Path::Direct)], ceiling);
+    target(
+        "GetTask direct >= 50% of the health ceiling".into(),
+        format!("{:.0}%", 100.0 * get_ratio),
+        get_ratio >= 0.5,
+    );
+    let list_ratio = ratio(rates[&("list", Path::Direct)], ceiling);
+    target(
+        "ListTasks direct >= 25% of the health ceiling".into(),
+        format!("{:.0}%", 100.0 * list_ratio),
+        list_ratio >= 0.25,
+    );
+    if database == "sqlite" {
+        let creates = rates[&("create", Path::Direct)];
+        target(
+            "CreateTask on SQLite >= 5,000/s".into(),
+            format!("{creates:.0}/s"),
+            creates >= 5000.0,
+        );
+    }
+    for (call, label) in [
+        ("get", "GetTask"),
+        ("list", "ListTasks"),
+        ("create", "CreateTask"),
+        ("update", "UpdateTask"),
+    ] {
+        let grpc = ratio(rates[&(call, Path::Gateway)], rates[&(call, Path::Direct)]);
+        let web = ratio(
+            rates[&(call, Path::GatewayWeb)],
+            rates[&(call, Path::Direct)],
+        );
+        target(
+            format!("{label} through the gateway (gRPC) >= 75% of direct"),
+            format!("{:.0}%", 100.0 * grpc),
+            grpc >= 0.75,
+        );
+        target(
+            format!("{label} through the gateway (gRPC-web) >= 60% of direct"),
+            format!("{:.0}%", 100.0 * web),
+            web >= 0.60,
+        );
+    }
+    for (call, label) in [
+        ("get", "GetTask"),
+        ("list", "ListTasks"),
+        ("create", "CreateTask"),
+    ] {
+        let p99 = p99s[&(call, Path::Direct)];
+        target(
+            format!("{label} direct p99 <= 10 ms at {workers} in flight"),
+            format!("{p99:.2} ms"),
+            p99 <= 10.0,
+        );
+    }
+    for (label, idle, busy) in [
+        ("VerifyToken", &idle_verify, &busy_verify),
+        ("ListTasks", &idle_list, &busy_list),
+    ] {
+        let (idle, busy) = (idle.percentile_ms(99.0), busy.percentile_ms(99.0));
+        target(
+            format!("{label} p99 during a login flood <= 2x idle"),
+            format!("{busy:.2} ms vs {idle:.2} ms idle"),
+            busy <= 2.0 * idle.max(0.05),
+        );
+    }
+    let per_core = login.rate() / cores;
+    target(
+        "Login >= 30/s per core".into(),
+        format!("{per_core:.0}/s per core"),
+        per_core >= 30.0,
+    );
+    // The baseline of both layouts is one user with 100 tasks, in a small table.
+    if let Some(base) = points
+        .iter()
+        .find(|p| p.tasks == 100 && p.layout == "one user")
+    {
+        let largest = points.iter().map(|p| p.tasks).max().unwrap_or(0);
+        for point in points
+            .iter()
+            .filter(|p| p.tasks == largest && p.tasks > 100)
+        {
+            for (page, at, base_at) in [
+                ("first", point.first_page_ms, base.first_page_ms),
+                ("deep", point.deep_page_ms, base.deep_page_ms),
+            ] {
+                target(
+                    format!(
+                        "ListTasks {page} page at {} tasks ({}) <= 1.5x at 100",
+                        point.tasks, point.layout
+                    ),
+                    format!("{at:.2} ms vs {base_at:.2} ms"),
+                    at <= 1.5 * base_at.max(0.05),
+                );
+            }
+        }
+    }
+    for (_, name, idle) in results
+        .idle_rss_mib
+        .iter()
+        .filter(|(d, _, _)| *d == database)
+    {
+        results.targets.push(Target {
+            database,
+            target: format!("{name} idle RSS <= 20 MiB"),
+            measured: format!("{idle:.1} MiB"),
+            pass: *idle <= 20.0,
+        });
+    }
+    for (_, name, peak) in results
+        .peak_rss_mib
+        .iter()
+        .filter(|(d, _, _)| *d == database)
+    {
+        results.targets.push(Target {
+            database,
+            target: format!("{name} peak RSS <= 100 MiB"),
+            measured: format!("{peak:.1} MiB"),
+            pass: *peak <= 100.0,
+        });
+    }
+    results.scale.extend(points);
+}
+
+async fn postgres_storage(admin_url: &str) -> Storage {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url}: {e}"));
+    let stamp = std::process::id();
+    let mut urls = Vec::new();
+    for name in [
+        format!("todo_bench_auth_{stamp}"),
+        format!("todo_bench_tasks_{stamp}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create");
+        let server = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(server, _)| server);
+        urls.push(format!("{server}/{name}"));
+    }
+    Storage::Postgres(urls[0].clone(), urls[1].clone())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let mut results = Results::default();
+    println!(
+        "{} workers, {:?} per scenario after a 1 s warm-up",
+        cli.concurrency, cli.duration
+    );
+    if matches!(cli.database, Databases::Sqlite | Databases::Both) {
+        let dir = std::env::temp_dir().join(format!("todo-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        run_database(&cli, "sqlite", Storage::Sqlite(dir.clone()), &mut results).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if matches!(cli.database, Databases::Postgres | Databases::Both) {
+        let storage = postgres_storage(&cli.postgres_url).await;
+        run_database(&cli, "postgres", storage, &mut results).await;
+    }
+
+    println!("\nListTasks scale curve (page of 50, 8 workers):");
+    for point in &results.scale {
+        println!(
+            "  {:<8} {:>9} tasks ({:<28}) first page {:>6.2} ms p50 {:>6.2} ms p99   deep page {:>6.2} ms p50 {:>6.2} ms p99",
+            point.database,
+            point.tasks,
+            point.layout,
+            point.first_page_ms,
+            point.first_page_p99_ms,
+            point.deep_page_ms,
+            point.deep_page_p99_ms
+        );
+    }
+    println!("\nTargets:");
+    for target in &results.targets {
+        println!(
+            "  {} {:<8} {:<62} {}",
+            if target.pass { "PASS" } else { "MISS" },
+            target.database,
+            target.target,
+            target.measured
+        );
+    }
+    if let Some(dir) = cli.out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(
+        &cli.out,
+        serde_json::to_string_pretty(&results).expect("JSON"),
+    )
+    .expect("write the results");
+    println!("\nwritten to {}", cli.out.display());
+}
