@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use todo_common::{Database, on_pool, time::Micros};
+use todo_common::{Database, on_pool, on_write_pool, time::Micros};
 
 /// An account as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -232,7 +232,7 @@ const USER_COLUMNS: &str = "id, email, display_name, password_hash, create_time,
 
 impl UserStore for SqlUserStore {
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
-        let result = on_pool!(&self.db, |pool, _begin| {
+        let result = on_write_pool!(&self.db, |pool, _begin| {
             sqlx::query(
                 "INSERT INTO users (id, email, display_name, password_hash, create_time, update_time) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -277,7 +277,7 @@ impl UserStore for SqlUserStore {
     }
 
     async fn update_password_hash(&self, id: &str, hash: &str, now: Micros) -> StoreResult<bool> {
-        let result = on_pool!(&self.db, |pool, _begin| {
+        let result = on_write_pool!(&self.db, |pool, _begin| {
             sqlx::query("UPDATE users SET password_hash = $1, update_time = $2 WHERE id = $3")
                 .bind(hash)
                 .bind(now)
@@ -290,7 +290,7 @@ impl UserStore for SqlUserStore {
     }
 
     async fn change_password(&self, id: &str, hash: &str, now: Micros) -> StoreResult<bool> {
-        let changed = on_pool!(&self.db, |pool, begin| {
+        let changed = on_write_pool!(&self.db, |pool, begin| {
             async {
                 let mut tx = pool.begin_with(begin).await?;
                 let changed = sqlx::query("UPDATE users SET password_hash = $1, update_time = $2 WHERE id = $3")
@@ -314,7 +314,7 @@ impl UserStore for SqlUserStore {
     }
 
     async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()> {
-        on_pool!(&self.db, |pool, _begin| {
+        on_write_pool!(&self.db, |pool, _begin| {
             sqlx::query(
                 "INSERT INTO refresh_tokens (token_hash, family_id, user_id, create_time, expire_time) \
                  VALUES ($1, $2, $3, $4, $5)",
@@ -338,7 +338,7 @@ impl UserStore for SqlUserStore {
         now: Micros,
     ) -> StoreResult<(Rotation, Option<RefreshTokenRecord>)> {
         type TokenRow = (String, String, i64, Option<i64>, Option<i64>);
-        let outcome = on_pool!(&self.db, |pool, begin| {
+        let outcome = on_write_pool!(&self.db, |pool, begin| {
             async {
                 let mut tx = pool.begin_with(begin).await?;
                 let row: Option<TokenRow> = sqlx::query_as(
@@ -401,7 +401,7 @@ impl UserStore for SqlUserStore {
     }
 
     async fn revoke_family(&self, token_hash: &str, now: Micros) -> StoreResult<()> {
-        on_pool!(&self.db, |pool, _begin| {
+        on_write_pool!(&self.db, |pool, _begin| {
             sqlx::query(
                 "UPDATE refresh_tokens SET revoke_time = $1 WHERE revoke_time IS NULL AND family_id = \
                  (SELECT family_id FROM refresh_tokens WHERE token_hash = $2)",
@@ -438,7 +438,7 @@ impl UserStore for SqlUserStore {
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<()> {
-        on_pool!(&self.db, |pool, _begin| {
+        on_write_pool!(&self.db, |pool, _begin| {
             sqlx::query(
                 "INSERT INTO signing_keys (kid, private_key, public_key, create_time) VALUES ($1, $2, $3, $4)",
             )
@@ -474,8 +474,10 @@ impl UserStore for SqlUserStore {
         now: Micros,
         forget_before: Micros,
     ) -> StoreResult<LoginFailures> {
-        let (failures, last_failure_time): (i64, i64) = on_pool!(&self.db, |pool, _begin| {
-            sqlx::query_as(
+        let (failures, last_failure_time): (i64, i64) = on_write_pool!(
+            &self.db,
+            |pool, _begin| {
+                sqlx::query_as(
                 "INSERT INTO login_failures (email, failures, last_failure_time) VALUES ($1, 1, $2) \
                  ON CONFLICT (email) DO UPDATE SET \
                    failures = CASE WHEN login_failures.last_failure_time < $3 THEN 1 \
@@ -488,7 +490,8 @@ impl UserStore for SqlUserStore {
             .bind(forget_before)
             .fetch_one(pool)
             .await
-        })?;
+            }
+        )?;
         Ok(LoginFailures {
             failures,
             last_failure_time,
@@ -496,7 +499,7 @@ impl UserStore for SqlUserStore {
     }
 
     async fn clear_login_failures(&self, email: &str) -> StoreResult<()> {
-        on_pool!(&self.db, |pool, _begin| {
+        on_write_pool!(&self.db, |pool, _begin| {
             sqlx::query("DELETE FROM login_failures WHERE email = $1")
                 .bind(email)
                 .execute(pool)
@@ -507,7 +510,7 @@ impl UserStore for SqlUserStore {
     }
 
     async fn prune(&self, now: Micros, failures_before: Micros) -> StoreResult<u64> {
-        let removed = on_pool!(&self.db, |pool, _begin| {
+        let removed = on_write_pool!(&self.db, |pool, _begin| {
             async {
                 let tokens = sqlx::query("DELETE FROM refresh_tokens WHERE expire_time <= $1")
                     .bind(now)

@@ -140,10 +140,20 @@ impl KeySet {
     }
 }
 
+/// Tokens verified lately, remembered until they expire.
+const CACHE_ENTRIES: usize = 4096;
+
 /// Verifies access tokens for one issuer and audience.
+///
+/// A token that passed is remembered until it expires: a client sends the same token with
+/// every call for its whole life, and an Ed25519 verification costs far more than the rest of a
+/// simple call. Only tokens that passed every check are remembered, so a forged one is always
+/// checked in full; keys leave the key set only after the tokens they signed have expired.
 #[derive(Clone, Debug)]
 pub struct TokenVerifier {
     validation: Validation,
+    /// Token → (identity, key id).
+    verified: std::sync::Arc<std::sync::Mutex<HashMap<String, (Identity, String)>>>,
 }
 
 impl TokenVerifier {
@@ -155,7 +165,10 @@ impl TokenVerifier {
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
-        Self { validation }
+        Self {
+            validation,
+            verified: std::sync::Arc::default(),
+        }
     }
 
     /// Checks `token` against `keys` and returns who it speaks for.
@@ -163,6 +176,38 @@ impl TokenVerifier {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        // Still signed by a key of the set (a key removed ends its tokens at once).
+        if let Some((identity, kid)) = remembered
+            && keys.contains(&kid)
+        {
+            if now <= identity.expire_time + leeway {
+                return Ok(identity);
+            }
+            return Err(TokenError::Expired);
+        }
+        let (identity, kid) = self.verify_in_full(token, keys)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= CACHE_ENTRIES {
+            // Drop the expired ones; if that is not enough, start afresh.
+            verified.retain(|_, (identity, _)| now <= identity.expire_time + leeway);
+            if verified.len() >= CACHE_ENTRIES {
+                verified.clear();
+            }
+        }
+        verified.insert(token.to_owned(), (identity.clone(), kid));
+        Ok(identity)
+    }
+
+    /// Every check, and the key id that verified the token.
+    fn verify_in_full(&self, token: &str, keys: &KeySet) -> Result<(Identity, String), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != ALGORITHM || header.typ.as_deref() != Some(TOKEN_TYPE) {
             return Err(TokenError::Invalid);
@@ -182,11 +227,12 @@ impl TokenVerifier {
         if claims.sub.is_empty() {
             return Err(TokenError::Invalid);
         }
-        Ok(Identity {
+        let identity = Identity {
             user_id: claims.sub,
             email: claims.email,
             expire_time: claims.exp,
-        })
+        };
+        Ok((identity, kid))
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 
-use todo_common::{Database, on_pool, time::Micros};
+use todo_common::{Database, on_pool, on_write_pool, time::Micros};
 
 /// A task as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -343,7 +343,7 @@ impl SqlTaskStore {
         now: Micros,
     ) -> StoreResult<Option<(Option<TaskRecord>, Option<TaskEvent>)>> {
         let get_sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2");
-        let outcome = on_pool!(&self.db, |pool, begin, postgres| {
+        let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
             async {
                 let mut tx = pool.begin_with(begin).await?;
                 if let Some(request_id) = request_id {
@@ -522,7 +522,7 @@ impl TaskStore for SqlTaskStore {
         expected_version: Option<i64>,
         now: Micros,
     ) -> StoreResult<WriteOutcome> {
-        let outcome = on_pool!(&self.db, |pool, begin, postgres| {
+        let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
             async {
                 let mut tx = pool.begin_with(begin).await?;
                 let lock = if postgres { " FOR UPDATE" } else { "" };
@@ -596,7 +596,7 @@ impl TaskStore for SqlTaskStore {
         expected_version: Option<i64>,
         now: Micros,
     ) -> StoreResult<WriteOutcome> {
-        let outcome = on_pool!(&self.db, |pool, begin, postgres| {
+        let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
             async {
                 let mut tx = pool.begin_with(begin).await?;
                 let lock = if postgres { " FOR UPDATE" } else { "" };
@@ -699,7 +699,7 @@ impl TaskStore for SqlTaskStore {
     }
 
     async fn prune(&self, before: Micros) -> StoreResult<u64> {
-        let removed = on_pool!(&self.db, |pool, _begin, postgres| {
+        let removed = on_write_pool!(&self.db, |pool, _begin, postgres| {
             async {
                 let mut removed = sqlx::query("DELETE FROM create_requests WHERE create_time < $1")
                     .bind(before)
