@@ -260,6 +260,9 @@ impl Database {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    // A whole page (up to 101 rows) without the worker thread waiting on the
+                    // reader half-way.
+                    .row_buffer_size(128)
                     .foreign_keys(true);
                 if let Some(dir) = options.get_filename().parent()
                     && !dir.as_os_str().is_empty()
