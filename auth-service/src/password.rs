@@ -1,9 +1,9 @@
 //! Passwords: the rules a new password must meet, and Argon2id hashing on dedicated threads.
 //!
 //! Hashing is deliberately expensive (19 MiB and two passes at the OWASP minimum), so it never
-//! runs on the async workers: a fixed number of dedicated threads hash, a bounded number of calls
-//! wait for one, and calls beyond that are refused as busy. A login flood therefore costs
-//! bounded memory and CPU and cannot starve the other RPCs.
+//! runs on the async workers: a fixed number of dedicated threads hash, at the lowest CPU
+//! priority, a bounded number of calls wait for one, and calls beyond that are refused as busy.
+//! A login flood therefore costs bounded memory and only the CPU the other RPCs leave.
 
 use std::{
     collections::HashSet,
@@ -144,6 +144,13 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("password-hash-{index}"))
                 .spawn(move || {
+                    // Hashing is bulk work: at the lowest priority (nice 19) it takes the CPU
+                    // the other calls leave, so a login flood cannot slow them down.
+                    if let Err(error) = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    ) {
+                        tracing::warn!(?error, "cannot lower the priority of a hashing thread");
+                    }
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = queue
