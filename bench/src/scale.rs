@@ -74,15 +74,7 @@ macro_rules! seed {
                 }
                 tx.commit().await.expect("commit");
             }
-            sqlx::query(
-                "INSERT INTO task_counts (owner_id, total, completed) VALUES ($1, $2, 0) \
-                 ON CONFLICT (owner_id) DO UPDATE SET total = task_counts.total + $2",
-            )
-            .bind(owner.as_str())
-            .bind(i64::try_from($count).expect("count"))
-            .execute(pool)
-            .await
-            .expect("counts");
+            // The task service's triggers keep the per-owner counts.
         }
     }};
 }

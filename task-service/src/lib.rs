@@ -60,6 +60,11 @@ pub const MIGRATIONS: Migrations = Migrations {
             description: "listing counts requests",
             sql: include_str!("../migrations/sqlite/0002_listing_counts_requests.sql"),
         },
+        EmbeddedMigration {
+            version: 3,
+            description: "count triggers",
+            sql: include_str!("../migrations/sqlite/0003_count_triggers.sql"),
+        },
     ],
     postgres: &[
         EmbeddedMigration {
@@ -71,6 +76,11 @@ pub const MIGRATIONS: Migrations = Migrations {
             version: 2,
             description: "listing counts requests events",
             sql: include_str!("../migrations/postgres/0002_listing_counts_requests.sql"),
+        },
+        EmbeddedMigration {
+            version: 3,
+            description: "count triggers",
+            sql: include_str!("../migrations/postgres/0003_count_triggers.sql"),
         },
     ],
 };
