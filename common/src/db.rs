@@ -159,21 +159,7 @@ macro_rules! on_pool {
         $crate::on_pool!($db, |$pool, $begin, _postgres| $body)
     };
     ($db:expr, |$pool:ident, $begin:ident, $postgres:ident| $body:expr) => {
-        match $db {
-            $crate::db::Database::Sqlite(pools) => {
-                let $pool = &pools.read;
-                let $begin = "BEGIN IMMEDIATE";
-                let $postgres = false;
-                let _ = ($begin, $postgres);
-                $body
-            }
-            $crate::db::Database::Postgres($pool) => {
-                let $begin = "BEGIN";
-                let $postgres = true;
-                let _ = ($begin, $postgres);
-                $body
-            }
-        }
+        $crate::__on_pool!($db, read, |$pool, $begin, $postgres| $body)
     };
 }
 
@@ -186,9 +172,18 @@ macro_rules! on_write_pool {
         $crate::on_write_pool!($db, |$pool, $begin, _postgres| $body)
     };
     ($db:expr, |$pool:ident, $begin:ident, $postgres:ident| $body:expr) => {
+        $crate::__on_pool!($db, write, |$pool, $begin, $postgres| $body)
+    };
+}
+
+/// The expansion of [`on_pool!`] and [`on_write_pool!`]: `$sqlite` names the SQLite pool.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __on_pool {
+    ($db:expr, $sqlite:ident, |$pool:ident, $begin:ident, $postgres:ident| $body:expr) => {
         match $db {
             $crate::db::Database::Sqlite(pools) => {
-                let $pool = &pools.write;
+                let $pool = &pools.$sqlite;
                 let $begin = "BEGIN IMMEDIATE";
                 let $postgres = false;
                 let _ = ($begin, $postgres);

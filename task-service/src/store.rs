@@ -300,6 +300,29 @@ fn order_sql(order: Order) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// Reads the task a write is about, locked for the rest of the transaction: `Err` with the
+/// outcome when it does not exist or is not at the expected version.
+macro_rules! current_for_write {
+    ($tx:expr, $owner:expr, $id:expr, $expected_version:expr, $postgres:expr) => {{
+        // SQLite's BEGIN IMMEDIATE has locked the database already.
+        let lock = if $postgres { " FOR UPDATE" } else { "" };
+        let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2{lock}"
+        )))
+        .bind($owner)
+        .bind($id)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        match row.map(from_row) {
+            None => Err(WriteOutcome::NotFound),
+            Some(current) if $expected_version.is_some_and(|v: i64| v != current.version) => {
+                Err(WriteOutcome::VersionMismatch)
+            }
+            Some(current) => Ok(current),
+        }
+    }};
+}
+
 /// Records `event` and announces it (PostgreSQL only: SQLite's feed is in-process).
 macro_rules! record_event {
     ($tx:expr, $postgres:expr, $event:expr) => {
@@ -526,20 +549,10 @@ impl TaskStore for SqlTaskStore {
         let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
             async {
                 let mut tx = pool.begin_with(begin).await?;
-                let lock = if postgres { " FOR UPDATE" } else { "" };
-                let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2{lock}"
-                )))
-                .bind(owner)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(current) = row.map(from_row) else {
-                    return Ok::<_, sqlx::Error>(WriteOutcome::NotFound);
+                let current = match current_for_write!(tx, owner, id, expected_version, postgres) {
+                    Ok(current) => current,
+                    Err(outcome) => return Ok::<_, sqlx::Error>(outcome),
                 };
-                if expected_version.is_some_and(|v| v != current.version) {
-                    return Ok(WriteOutcome::VersionMismatch);
-                }
                 let mut next = current.clone();
                 if let Some(title) = &changes.title {
                     next.title.clone_from(title);
@@ -593,20 +606,10 @@ impl TaskStore for SqlTaskStore {
         let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
             async {
                 let mut tx = pool.begin_with(begin).await?;
-                let lock = if postgres { " FOR UPDATE" } else { "" };
-                let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2{lock}"
-                )))
-                .bind(owner)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(current) = row.map(from_row) else {
-                    return Ok::<_, sqlx::Error>(WriteOutcome::NotFound);
+                let current = match current_for_write!(tx, owner, id, expected_version, postgres) {
+                    Ok(current) => current,
+                    Err(outcome) => return Ok::<_, sqlx::Error>(outcome),
                 };
-                if expected_version.is_some_and(|v| v != current.version) {
-                    return Ok(WriteOutcome::VersionMismatch);
-                }
                 sqlx::query("DELETE FROM tasks WHERE owner_id = $1 AND id = $2")
                     .bind(owner)
                     .bind(id)
