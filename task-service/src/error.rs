@@ -55,6 +55,7 @@ impl From<StoreError> for TaskError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(e) => Self::Unavailable(e.to_string()),
+            StoreError::Busy(e) => Self::Unavailable(e),
             StoreError::Internal(e) => Self::Internal(e),
         }
     }

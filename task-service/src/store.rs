@@ -170,6 +170,8 @@ pub struct ListQuery {
 pub enum StoreError {
     /// The database cannot be reached or is overloaded: retry later.
     Unavailable(sqlx::Error),
+    /// Like `Unavailable`, as reported by the batch writer of creates.
+    Busy(String),
     /// Anything else: a bug or a broken database.
     Internal(String),
 }
@@ -188,6 +190,7 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unavailable(e) => write!(f, "database unavailable: {e}"),
+            Self::Busy(e) => write!(f, "database unavailable: {e}"),
             Self::Internal(e) => write!(f, "database error: {e}"),
         }
     }
@@ -255,12 +258,33 @@ pub trait TaskStore: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct SqlTaskStore {
     db: Database,
+    /// SQLite: plain creates queue here and are written many to a statement.
+    creates: Option<tokio::sync::mpsc::Sender<PendingCreate>>,
 }
 
+/// A create waiting for the SQLite batch writer, and where to tell its outcome.
+#[derive(Debug)]
+struct PendingCreate {
+    record: TaskRecord,
+    done: tokio::sync::oneshot::Sender<Result<(), (bool, String)>>,
+}
+
+/// Most creates written by one statement (8 values each, under SQLite's 32,766).
+const MAX_BATCH: usize = 256;
+
 impl SqlTaskStore {
-    /// A store over `db`, already migrated with [`crate::MIGRATIONS`].
+    /// A store over `db`, already migrated with [`crate::MIGRATIONS`]. On SQLite it starts the
+    /// batch writer of creates on the current tokio runtime.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        let creates = match &db {
+            Database::Sqlite(pools) => {
+                let (sender, receiver) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
+                tokio::spawn(write_creates(pools.write.clone(), receiver));
+                Some(sender)
+            }
+            Database::Postgres(_) => None,
+        };
+        Self { db, creates }
     }
 
     /// The database.
@@ -354,6 +378,60 @@ macro_rules! record_event {
     };
 }
 
+/// SQLite's group commit for creates: every create waiting when the writer comes round goes
+/// into one multi-row `INSERT` (the count triggers run for each row), committed once. Under
+/// load that turns many statements and commits into one; alone, a create waits for nothing.
+/// Ends when the store is dropped.
+async fn write_creates(
+    pool: sqlx::SqlitePool,
+    mut queue: tokio::sync::mpsc::Receiver<PendingCreate>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let values: Vec<String> = (0..batch.len())
+            .map(|i| {
+                let b = i * 8;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO tasks (id, owner_id, title, description, completed, create_time, update_time, version) VALUES {}",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for pending in &batch {
+            let task = &pending.record;
+            query = query
+                .bind(task.id.clone())
+                .bind(task.owner_id.clone())
+                .bind(task.title.clone())
+                .bind(task.description.clone())
+                .bind(task.completed)
+                .bind(task.create_time)
+                .bind(task.update_time)
+                .bind(task.version);
+        }
+        let outcome = query
+            .execute(&pool)
+            .await
+            .map(drop)
+            .map_err(|e| (todo_common::db::is_unavailable(&e), e.to_string()));
+        for pending in batch.drain(..) {
+            let _ = pending.done.send(outcome.clone());
+        }
+    }
+}
+
 impl SqlTaskStore {
     /// One attempt at [`TaskStore::create`]; `None` when a concurrent create with the same
     /// request id committed first.
@@ -398,14 +476,27 @@ impl SqlTaskStore {
                     .await
             };
         }
+        if let (Some(creates), None) = (&self.creates, request_id) {
+            // SQLite, no request id: the batch writer inserts it, the count trigger counts it,
+            // and the event goes out in process once it is committed.
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            let stopped = || StoreError::Internal("the create writer has stopped".to_owned());
+            creates
+                .send(PendingCreate {
+                    record: record.clone(),
+                    done,
+                })
+                .await
+                .map_err(|_| stopped())?;
+            return match outcome.await {
+                Ok(Ok(())) => Ok(Some((Some(record), Some(event)))),
+                Ok(Err((true, cause))) => Err(StoreError::Busy(cause)),
+                Ok(Err((false, cause))) => Err(StoreError::Internal(cause)),
+                Err(_) => Err(stopped()),
+            };
+        }
         let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
             async {
-                if request_id.is_none() && !postgres {
-                    // One statement, committed on its own: the insert, and the count its
-                    // trigger keeps. SQLite's event goes out in process after it.
-                    insert!(pool)?;
-                    return Ok(Some((Some(record.clone()), Some(event.clone()))));
-                }
                 let mut tx = pool.begin_with(begin).await?;
                 if let Some(request_id) = request_id {
                     let earlier: Option<(String,)> = sqlx::query_as(
