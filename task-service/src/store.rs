@@ -461,21 +461,6 @@ impl SqlTaskStore {
             task: record.clone(),
             event_time: now,
         };
-        macro_rules! insert {
-            ($executor:expr) => {
-                sqlx::query(INSERT)
-                    .bind(&record.id)
-                    .bind(owner)
-                    .bind(&record.title)
-                    .bind(&record.description)
-                    .bind(record.completed)
-                    .bind(now)
-                    .bind(now)
-                    .bind(record.version)
-                    .execute($executor)
-                    .await
-            };
-        }
         if let (Some(creates), None) = (&self.creates, request_id) {
             // SQLite, no request id: the batch writer inserts it, the count trigger counts it,
             // and the event goes out in process once it is committed.
@@ -516,7 +501,17 @@ impl SqlTaskStore {
                         return Ok::<_, sqlx::Error>(Some((row.map(from_row), None)));
                     }
                 }
-                insert!(&mut *tx)?;
+                sqlx::query(INSERT)
+                    .bind(&record.id)
+                    .bind(owner)
+                    .bind(&record.title)
+                    .bind(&record.description)
+                    .bind(record.completed)
+                    .bind(now)
+                    .bind(now)
+                    .bind(record.version)
+                    .execute(&mut *tx)
+                    .await?;
                 if let Some(request_id) = request_id {
                     let remembered = sqlx::query(
                         "INSERT INTO create_requests (owner_id, request_id, task_id, create_time) \
