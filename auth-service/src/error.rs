@@ -113,18 +113,8 @@ impl From<AuthError> for Status {
                 "the server is busy; try again shortly",
             )
             .retry_after(BUSY_RETRY),
-            AuthError::Unavailable(cause) => {
-                tracing::warn!(%cause, "users database unavailable");
-                status(
-                    Code::Unavailable,
-                    "DATABASE_UNAVAILABLE",
-                    "the service is temporarily unavailable; try again",
-                )
-            }
-            AuthError::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                status(Code::Internal, "INTERNAL", "internal error")
-            }
+            AuthError::Unavailable(cause) => ErrorStatus::database_unavailable(DOMAIN, &cause),
+            AuthError::Internal(cause) => ErrorStatus::internal(DOMAIN, &cause),
         }
         .build()
     }

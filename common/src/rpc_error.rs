@@ -65,6 +65,24 @@ impl ErrorStatus {
         status
     }
 
+    /// `UNAVAILABLE` (`DATABASE_UNAVAILABLE`): the database is unreachable; `cause` is logged,
+    /// never sent.
+    pub fn database_unavailable(domain: &str, cause: &str) -> Self {
+        tracing::warn!(domain, cause, "database unavailable");
+        Self::new(
+            Code::Unavailable,
+            domain,
+            "DATABASE_UNAVAILABLE",
+            "the service is temporarily unavailable; try again",
+        )
+    }
+
+    /// `INTERNAL`: a bug; `cause` is logged, never sent.
+    pub fn internal(domain: &str, cause: &str) -> Self {
+        tracing::error!(domain, cause, "internal error");
+        Self::new(Code::Internal, domain, "INTERNAL", "internal error")
+    }
+
     /// Adds `RetryInfo`: the client should wait `delay` before trying again.
     pub fn retry_after(mut self, delay: Duration) -> Self {
         self.details.set_retry_info(Some(delay));

@@ -93,18 +93,8 @@ impl From<TaskError> for Status {
                 "SHUTTING_DOWN",
                 "the server is shutting down; re-open the stream",
             ),
-            TaskError::Unavailable(cause) => {
-                tracing::warn!(%cause, "tasks database unavailable");
-                status(
-                    Code::Unavailable,
-                    "DATABASE_UNAVAILABLE",
-                    "the service is temporarily unavailable; try again",
-                )
-            }
-            TaskError::Internal(cause) => {
-                tracing::error!(%cause, "internal error");
-                status(Code::Internal, "INTERNAL", "internal error")
-            }
+            TaskError::Unavailable(cause) => ErrorStatus::database_unavailable(DOMAIN, &cause),
+            TaskError::Internal(cause) => ErrorStatus::internal(DOMAIN, &cause),
         }
         .build()
     }
