@@ -167,7 +167,7 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
         // A retried create whose task has been deleted since.
         let task = task.ok_or(TaskError::NotFound)?;
         Ok(Response::new(CreateTaskResponse {
-            task: Some(task_to_proto(&task)),
+            task: Some(task_into_proto(task)),
         }))
     }
 
@@ -185,7 +185,7 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
             .map_err(TaskError::from)?
             .ok_or(TaskError::NotFound)?;
         Ok(Response::new(GetTaskResponse {
-            task: Some(task_to_proto(&task)),
+            task: Some(task_into_proto(task)),
         }))
     }
 
@@ -252,7 +252,7 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
             .await
             .map_err(TaskError::from)?;
         Ok(Response::new(ListTasksResponse {
-            tasks: tasks.iter().map(task_to_proto).collect(),
+            tasks: tasks.into_iter().map(task_into_proto).collect(),
             next_page_token,
             total_size: i32::try_from(total).unwrap_or(i32::MAX),
         }))
@@ -336,7 +336,7 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
             .map_err(TaskError::from)?;
         let task = finish_write(&self.feed, outcome)?;
         Ok(Response::new(UpdateTaskResponse {
-            task: Some(task_to_proto(&task)),
+            task: Some(task_into_proto(task)),
         }))
     }
 
@@ -363,7 +363,7 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
             .map_err(TaskError::from)?;
         let task = finish_write(&self.feed, outcome)?;
         Ok(Response::new(SetTaskCompletedResponse {
-            task: Some(task_to_proto(&task)),
+            task: Some(task_into_proto(task)),
         }))
     }
 
@@ -432,11 +432,11 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
     }
 }
 
-fn task_to_proto(task: &TaskRecord) -> Task {
+fn task_into_proto(task: TaskRecord) -> Task {
     Task {
         name: task_name(&task.owner_id, &task.id),
-        title: task.title.clone(),
-        description: task.description.clone(),
+        title: task.title,
+        description: task.description,
         completed: task.completed,
         create_time: Some(to_timestamp(task.create_time)),
         update_time: Some(to_timestamp(task.update_time)),
@@ -452,7 +452,7 @@ fn event_to_proto(event: &TaskEvent) -> ProtoTaskEvent {
     };
     ProtoTaskEvent {
         r#type: kind.into(),
-        task: Some(task_to_proto(&event.task)),
+        task: Some(task_into_proto(event.task.clone())),
         event_time: Some(to_timestamp(event.event_time)),
     }
 }

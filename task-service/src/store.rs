@@ -186,6 +186,16 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        if todo_common::db::is_sqlite_unavailable(&error) {
+            Self::Busy(error.to_string())
+        } else {
+            Self::Internal(error.to_string())
+        }
+    }
+}
+
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -297,6 +307,20 @@ const COLUMNS: &str =
     "id, owner_id, title, description, completed, create_time, update_time, version";
 
 type TaskRow = (String, String, String, String, bool, i64, i64, i64);
+
+/// A task from a row of [`COLUMNS`] read by [`todo_common::db::SqliteReader`].
+fn sqlite_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
+    Ok(TaskRecord {
+        id: row.get(0)?,
+        owner_id: row.get(1)?,
+        title: row.get(2)?,
+        description: row.get(3)?,
+        completed: row.get(4)?,
+        create_time: row.get(5)?,
+        update_time: row.get(6)?,
+        version: row.get(7)?,
+    })
+}
 
 fn from_row(row: TaskRow) -> TaskRecord {
     let (id, owner_id, title, description, completed, create_time, update_time, version) = row;
@@ -564,14 +588,23 @@ impl TaskStore for SqlTaskStore {
 
     async fn get(&self, owner: &str, id: &str) -> StoreResult<Option<TaskRecord>> {
         let sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2");
-        let row: Option<TaskRow> = on_pool!(&self.db, |pool, _begin| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(owner)
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-        })?;
-        Ok(row.map(from_row))
+        match &self.db {
+            Database::Sqlite(pools) => Ok(pools.reader.read(|connection| {
+                use rusqlite::OptionalExtension;
+                connection
+                    .prepare_cached(&sql)?
+                    .query_row((owner, id), sqlite_task)
+                    .optional()
+            })?),
+            Database::Postgres(pool) => {
+                let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(owner)
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(row.map(from_row))
+            }
+        }
     }
 
     async fn list(&self, owner: &str, query: &ListQuery) -> StoreResult<Vec<TaskRecord>> {
@@ -592,30 +625,67 @@ impl TaskStore for SqlTaskStore {
         }
         sql.push_str(&format!(" ORDER BY {order_by} LIMIT ${}", placeholders + 1));
 
-        let rows: Vec<TaskRow> = on_pool!(&self.db, |pool, _begin| {
-            let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
-            if let Some(completed) = query.completed {
-                statement = statement.bind(completed);
+        let pool = match &self.db {
+            Database::Sqlite(pools) => {
+                return Ok(pools.reader.read(|connection| {
+                    let mut statement = connection.prepare_cached(&sql)?;
+                    let mut index = 1;
+                    statement.raw_bind_parameter(index, owner)?;
+                    if let Some(completed) = query.completed {
+                        index += 1;
+                        statement.raw_bind_parameter(index, completed)?;
+                    }
+                    if let Some(cursor) = &query.after {
+                        index += 1;
+                        match &cursor.key {
+                            CursorKey::Time(time) => statement.raw_bind_parameter(index, time)?,
+                            CursorKey::Text(text) => {
+                                statement.raw_bind_parameter(index, text.as_str())?;
+                            }
+                        }
+                        index += 1;
+                        statement.raw_bind_parameter(index, cursor.id.as_str())?;
+                    }
+                    statement.raw_bind_parameter(index + 1, query.limit)?;
+                    let mut rows = statement.raw_query();
+                    let mut tasks = Vec::with_capacity(usize::try_from(query.limit).unwrap_or(0));
+                    while let Some(row) = rows.next()? {
+                        tasks.push(sqlite_task(row)?);
+                    }
+                    Ok(tasks)
+                })?);
             }
-            if let Some(cursor) = &query.after {
-                statement = match &cursor.key {
-                    CursorKey::Time(time) => statement.bind(*time),
-                    CursorKey::Text(text) => statement.bind(text.as_str()),
-                };
-                statement = statement.bind(cursor.id.as_str());
-            }
-            statement.bind(query.limit).fetch_all(pool).await
-        })?;
+            Database::Postgres(pool) => pool,
+        };
+        let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
+        if let Some(completed) = query.completed {
+            statement = statement.bind(completed);
+        }
+        if let Some(cursor) = &query.after {
+            statement = match &cursor.key {
+                CursorKey::Time(time) => statement.bind(*time),
+                CursorKey::Text(text) => statement.bind(text.as_str()),
+            };
+            statement = statement.bind(cursor.id.as_str());
+        }
+        let rows: Vec<TaskRow> = statement.bind(query.limit).fetch_all(pool).await?;
         Ok(rows.into_iter().map(from_row).collect())
     }
 
     async fn count(&self, owner: &str, completed: Option<bool>) -> StoreResult<i64> {
-        let row: Option<(i64, i64)> = on_pool!(&self.db, |pool, _begin| {
-            sqlx::query_as("SELECT total, completed FROM task_counts WHERE owner_id = $1")
-                .bind(owner)
-                .fetch_optional(pool)
-                .await
-        })?;
+        const SQL: &str = "SELECT total, completed FROM task_counts WHERE owner_id = $1";
+        let row: Option<(i64, i64)> = match &self.db {
+            Database::Sqlite(pools) => pools.reader.read(|connection| {
+                use rusqlite::OptionalExtension;
+                connection
+                    .prepare_cached(SQL)?
+                    .query_row([owner], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })?,
+            Database::Postgres(pool) => {
+                sqlx::query_as(SQL).bind(owner).fetch_optional(pool).await?
+            }
+        };
         let (total, done) = row.unwrap_or((0, 0));
         Ok(match completed {
             None => total,
