@@ -265,6 +265,10 @@ impl SqliteReader {
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
             true,
         )?;
+        // A page cache of 8 MiB (SQLite's default is 2 MiB, which a listing of a large table
+        // outgrows: its pages were read again from the file at every call). Only as many
+        // connections as threads reading at once fill theirs.
+        connection.pragma_update(None, "cache_size", -8192)?;
         Ok(connection)
     }
 

@@ -59,20 +59,27 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
+/// HTTP/2 connections kept to each backend instance. One connection is served by one task at
+/// each end, so on a multi-core machine a single one caps the throughput of a busy backend;
+/// calls are spread over these round-robin.
+const CONNECTIONS_PER_INSTANCE: usize = 4;
+
 /// One backend address.
 #[derive(Debug)]
 pub struct Instance {
     /// Its URL.
     pub url: String,
-    channel: Channel,
+    channels: Vec<Channel>,
+    next: AtomicUsize,
     /// Whether its last health check said SERVING.
     pub healthy: AtomicBool,
 }
 
 impl Instance {
-    /// A channel to this instance.
+    /// A channel to this instance: the next of its connections.
     pub fn channel(&self) -> Channel {
-        self.channel.clone()
+        let next = self.next.fetch_add(1, Ordering::Relaxed);
+        self.channels[next % self.channels.len()].clone()
     }
 }
 
@@ -96,16 +103,18 @@ impl Backend {
         let instances = urls
             .iter()
             .map(|url| {
-                let channel = Endpoint::from_shared(url.clone())
+                let endpoint = Endpoint::from_shared(url.clone())
                     .map_err(|e| format!("backend {url}: {e}"))?
                     .connect_timeout(connect_timeout)
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(30))
-                    .keep_alive_while_idle(true)
-                    .connect_lazy();
+                    .keep_alive_while_idle(true);
                 Ok(Instance {
                     url: url.clone(),
-                    channel,
+                    channels: (0..CONNECTIONS_PER_INSTANCE)
+                        .map(|_| endpoint.connect_lazy())
+                        .collect(),
+                    next: AtomicUsize::new(0),
                     // Optimistic until the first check: the first calls need not wait for it.
                     healthy: AtomicBool::new(true),
                 })
