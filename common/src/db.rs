@@ -7,6 +7,8 @@
 
 use std::{fmt, path::Path, str::FromStr, time::Duration};
 
+pub use crate::sqlite::{SqliteReader, SqliteWriter, WriteError, is_sqlite_unavailable};
+
 use sqlx::{
     PgPool, SqlSafeStr, SqlitePool,
     migrate::{Migration, MigrationType, Migrator},
@@ -208,117 +210,8 @@ pub struct SqlitePools {
     pub write: SqlitePool,
     /// Reads on the caller's thread, for the hot paths.
     pub reader: SqliteReader,
-}
-
-/// Read-only SQLite connections used on the calling thread.
-///
-/// sqlx runs each SQLite statement on a worker thread of its connection; a short indexed read
-/// then costs two thread switches and their wake-ups, more than the read itself. The hot read
-/// paths use these connections instead, synchronously: under WAL a reader never waits for the
-/// writer, and a read bounded by an index and a page size takes microseconds from the page cache,
-/// less than the handoff it saves. Connections are checked out one call at a time and kept for
-/// the next call (at most [`SQLITE_MAX_CONNECTIONS`] of them idle).
-#[derive(Clone)]
-pub struct SqliteReader {
-    inner: std::sync::Arc<ReaderInner>,
-}
-
-struct ReaderInner {
-    path: std::path::PathBuf,
-    idle: std::sync::Mutex<Vec<rusqlite::Connection>>,
-}
-
-impl fmt::Debug for SqliteReader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteReader")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SqliteReader {
-    /// Reads the database file at `path`, which must exist (in WAL mode) already.
-    pub fn open(path: &Path) -> rusqlite::Result<Self> {
-        let reader = Self {
-            inner: std::sync::Arc::new(ReaderInner {
-                path: path.to_path_buf(),
-                idle: std::sync::Mutex::new(Vec::new()),
-            }),
-        };
-        // Fail at start, not at the first call, when the file cannot be read.
-        let first = reader.connect()?;
-        reader.give_back(first);
-        Ok(reader)
-    }
-
-    fn connect(&self) -> rusqlite::Result<rusqlite::Connection> {
-        use rusqlite::OpenFlags;
-        let connection = rusqlite::Connection::open_with_flags(
-            &self.inner.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        connection.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
-        // The query planner's stability guarantee: a statement keeps its plan whatever values
-        // are bound. Without it, SQLite recompiles a cached statement at every execution
-        // once a bound value was looked at while planning (a bound `LIMIT` is).
-        connection.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
-        )?;
-        // A page cache of 8 MiB (SQLite's default is 2 MiB, which a listing of a large table
-        // outgrows: its pages were read again from the file at every call). Only as many
-        // connections as threads reading at once fill theirs.
-        connection.pragma_update(None, "cache_size", -8192)?;
-        Ok(connection)
-    }
-
-    fn give_back(&self, connection: rusqlite::Connection) {
-        let mut idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if idle.len() < SQLITE_MAX_CONNECTIONS as usize {
-            idle.push(connection);
-        }
-    }
-
-    /// Runs `read` on a read-only connection, on this thread. Keep it short: one indexed
-    /// statement or a few, bounded in rows.
-    pub fn read<T>(
-        &self,
-        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
-        let idle = self
-            .inner
-            .idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop();
-        let connection = match idle {
-            Some(connection) => connection,
-            None => self.connect()?,
-        };
-        let outcome = read(&connection);
-        self.give_back(connection);
-        outcome
-    }
-}
-
-/// Whether a rusqlite error means the database is busy or cannot be read for now (worth
-/// retrying: `UNAVAILABLE`), rather than a bug in a query.
-pub fn is_sqlite_unavailable(error: &rusqlite::Error) -> bool {
-    use rusqlite::ErrorCode;
-    matches!(
-        error.sqlite_error_code(),
-        Some(
-            ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
-                | ErrorCode::CannotOpen
-                | ErrorCode::SystemIoFailure
-                | ErrorCode::OutOfMemory
-        )
-    )
+    /// The writing thread, for the hot paths' writes.
+    pub writer: SqliteWriter,
 }
 
 /// A connected, migrated database.
@@ -339,8 +232,8 @@ pub enum DbError {
     Connect(sqlx::Error),
     /// A migration failed.
     Migrate(sqlx::migrate::MigrateError),
-    /// The SQLite file could not be opened for reading.
-    Read(rusqlite::Error),
+    /// The SQLite file could not be opened by its reading or writing connections.
+    Open(String),
 }
 
 impl fmt::Display for DbError {
@@ -349,7 +242,7 @@ impl fmt::Display for DbError {
             Self::DataDir(e) => write!(f, "cannot create the data directory: {e}"),
             Self::Connect(e) => write!(f, "cannot connect: {e}"),
             Self::Migrate(e) => write!(f, "cannot apply migrations: {e}"),
-            Self::Read(e) => write!(f, "cannot open for reading: {e}"),
+            Self::Open(e) => write!(f, "cannot open: {e}"),
         }
     }
 }
@@ -390,7 +283,9 @@ impl Database {
                     .run(&write)
                     .await
                     .map_err(DbError::Migrate)?;
-                let reader = SqliteReader::open(options.get_filename()).map_err(DbError::Read)?;
+                let path = options.get_filename();
+                let reader = SqliteReader::open(path).map_err(|e| DbError::Open(e.to_string()))?;
+                let writer = SqliteWriter::open(path).map_err(|e| DbError::Open(e.message))?;
                 let read = SqlitePoolOptions::new()
                     .max_connections(SQLITE_MAX_CONNECTIONS)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -401,6 +296,7 @@ impl Database {
                     read,
                     write,
                     reader,
+                    writer,
                 })
             }
             Backend::Postgres => {

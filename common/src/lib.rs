@@ -25,6 +25,7 @@ pub mod rpc_error;
 pub mod rpc_log;
 pub mod server;
 pub mod shutdown;
+pub mod sqlite;
 pub mod telemetry;
 pub mod testing;
 pub mod time;

@@ -1,14 +1,17 @@
 //! The tasks store.
 //!
-//! [`TaskStore`] is what the service needs; [`SqlTaskStore`] implements it on SQLite and on
-//! PostgreSQL with the same SQL (see [`todo_common::on_pool`]). Every method takes the owner
+//! [`TaskStore`] is what the service needs; [`SqlTaskStore`] implements it on SQLite (in
+//! [`sqlite`], on rusqlite: reads on the calling thread, writes committed in groups by one
+//! writing thread) and on PostgreSQL (here, on sqlx). Every method takes the owner
 //! first and every statement filters on it: the owner comes only from a verified token.
 //! Writes keep the per-owner counts in the same transaction and, on PostgreSQL, record their
 //! event and `NOTIFY task_events` with its id, so that every instance can stream it.
 
 use std::future::Future;
 
-use todo_common::{Database, on_pool, on_write_pool, time::Micros};
+mod sqlite;
+
+use todo_common::{Database, db::WriteError, time::Micros};
 
 /// A task as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +199,16 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<WriteError> for StoreError {
+    fn from(error: WriteError) -> Self {
+        if error.unavailable {
+            Self::Busy(error.message)
+        } else {
+            Self::Internal(error.message)
+        }
+    }
+}
+
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -268,33 +281,12 @@ pub trait TaskStore: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct SqlTaskStore {
     db: Database,
-    /// SQLite: plain creates queue here and are written many to a statement.
-    creates: Option<tokio::sync::mpsc::Sender<PendingCreate>>,
 }
-
-/// A create waiting for the SQLite batch writer, and where to tell its outcome.
-#[derive(Debug)]
-struct PendingCreate {
-    record: TaskRecord,
-    done: tokio::sync::oneshot::Sender<Result<(), (bool, String)>>,
-}
-
-/// Most creates written by one statement (8 values each, under SQLite's 32,766).
-const MAX_BATCH: usize = 256;
 
 impl SqlTaskStore {
-    /// A store over `db`, already migrated with [`crate::MIGRATIONS`]. On SQLite it starts the
-    /// batch writer of creates on the current tokio runtime.
+    /// A store over `db`, already migrated with [`crate::MIGRATIONS`].
     pub fn new(db: Database) -> Self {
-        let creates = match &db {
-            Database::Sqlite(pools) => {
-                let (sender, receiver) = tokio::sync::mpsc::channel(4 * MAX_BATCH);
-                tokio::spawn(write_creates(pools.write.clone(), receiver));
-                Some(sender)
-            }
-            Database::Postgres(_) => None,
-        };
-        Self { db, creates }
+        Self { db }
     }
 
     /// The database.
@@ -307,20 +299,6 @@ const COLUMNS: &str =
     "id, owner_id, title, description, completed, create_time, update_time, version";
 
 type TaskRow = (String, String, String, String, bool, i64, i64, i64);
-
-/// A task from a row of [`COLUMNS`] read by [`todo_common::db::SqliteReader`].
-fn sqlite_task(row: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRecord> {
-    Ok(TaskRecord {
-        id: row.get(0)?,
-        owner_id: row.get(1)?,
-        title: row.get(2)?,
-        description: row.get(3)?,
-        completed: row.get(4)?,
-        create_time: row.get(5)?,
-        update_time: row.get(6)?,
-        version: row.get(7)?,
-    })
-}
 
 fn from_row(row: TaskRow) -> TaskRecord {
     let (id, owner_id, title, description, completed, create_time, update_time, version) = row;
@@ -348,221 +326,151 @@ fn order_sql(order: Order) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-/// Reads the task a write is about, locked for the rest of the transaction: `Err` with the
-/// outcome when it does not exist or is not at the expected version.
-macro_rules! current_for_write {
-    ($tx:expr, $owner:expr, $id:expr, $expected_version:expr, $postgres:expr) => {{
-        // SQLite's BEGIN IMMEDIATE has locked the database already.
-        let lock = if $postgres { " FOR UPDATE" } else { "" };
-        let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2{lock}"
-        )))
-        .bind($owner)
-        .bind($id)
-        .fetch_optional(&mut *$tx)
+/// `current` with `changes` applied, its update time moved on (strictly, even within one
+/// microsecond) and its version bumped; `None` when nothing changes.
+fn apply(current: &TaskRecord, changes: TaskChanges, now: Micros) -> Option<TaskRecord> {
+    let mut next = current.clone();
+    if let Some(title) = changes.title {
+        next.title = title;
+    }
+    if let Some(description) = changes.description {
+        next.description = description;
+    }
+    if let Some(completed) = changes.completed {
+        next.completed = completed;
+    }
+    if next == *current {
+        return None;
+    }
+    next.update_time = now.max(current.update_time + 1);
+    next.version = current.version + 1;
+    Some(next)
+}
+
+/// Reads the task a PostgreSQL write is about, locked for the rest of the transaction: `Err`
+/// with the outcome when it does not exist or is not at the expected version.
+async fn pg_current_for_write(
+    tx: &mut sqlx::PgConnection,
+    owner: &str,
+    id: &str,
+    expected_version: Option<i64>,
+) -> Result<Result<TaskRecord, WriteOutcome>, sqlx::Error> {
+    let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2 FOR UPDATE"
+    )))
+    .bind(owner)
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    Ok(match row.map(from_row) {
+        None => Err(WriteOutcome::NotFound),
+        Some(current) if expected_version.is_some_and(|v| v != current.version) => {
+            Err(WriteOutcome::VersionMismatch)
+        }
+        Some(current) => Ok(current),
+    })
+}
+
+/// Records `event` and announces it to every instance (PostgreSQL's change feed).
+async fn pg_record_event(
+    tx: &mut sqlx::PgConnection,
+    event: &TaskEvent,
+) -> Result<(), sqlx::Error> {
+    let task = &event.task;
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO task_events (kind, owner_id, task_id, title, description, completed, \
+         create_time, update_time, version, event_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+    )
+    .bind(event.kind as i16)
+    .bind(&task.owner_id)
+    .bind(&task.id)
+    .bind(&task.title)
+    .bind(&task.description)
+    .bind(task.completed)
+    .bind(task.create_time)
+    .bind(task.update_time)
+    .bind(task.version)
+    .bind(event.event_time)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("SELECT pg_notify('task_events', $1)")
+        .bind(id.to_string())
+        .execute(&mut *tx)
         .await?;
-        match row.map(from_row) {
-            None => Err(WriteOutcome::NotFound),
-            Some(current) if $expected_version.is_some_and(|v: i64| v != current.version) => {
-                Err(WriteOutcome::VersionMismatch)
-            }
-            Some(current) => Ok(current),
-        }
-    }};
+    Ok(())
 }
 
-/// Records `event` and announces it (PostgreSQL only: SQLite's feed is in-process).
-macro_rules! record_event {
-    ($tx:expr, $postgres:expr, $event:expr) => {
-        if $postgres {
-            let event: &TaskEvent = $event;
-            let task = &event.task;
-            let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO task_events (kind, owner_id, task_id, title, description, completed, \
-                 create_time, update_time, version, event_time) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-            )
-            .bind(event.kind as i16)
-            .bind(&task.owner_id)
-            .bind(&task.id)
-            .bind(&task.title)
-            .bind(&task.description)
-            .bind(task.completed)
-            .bind(task.create_time)
-            .bind(task.update_time)
-            .bind(task.version)
-            .bind(event.event_time)
-            .fetch_one(&mut *$tx)
+/// One attempt at a create on PostgreSQL; `None` when a concurrent create with the same
+/// request id committed first.
+async fn pg_create_once(
+    pool: &sqlx::PgPool,
+    record: &TaskRecord,
+    request_id: Option<&str>,
+) -> Result<Option<(Option<TaskRecord>, Option<TaskEvent>)>, sqlx::Error> {
+    let owner = record.owner_id.as_str();
+    let mut tx = pool.begin().await?;
+    if let Some(request_id) = request_id {
+        let earlier: Option<(String,)> = sqlx::query_as(
+            "SELECT task_id FROM create_requests WHERE owner_id = $1 AND request_id = $2",
+        )
+        .bind(owner)
+        .bind(request_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((task_id,)) = earlier {
+            let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2"
+            )))
+            .bind(owner)
+            .bind(task_id)
+            .fetch_optional(&mut *tx)
             .await?;
-            sqlx::query("SELECT pg_notify('task_events', $1)")
-                .bind(id.to_string())
-                .execute(&mut *$tx)
-                .await?;
+            tx.commit().await?;
+            return Ok(Some((row.map(from_row), None)));
         }
+    }
+    sqlx::query(
+        "INSERT INTO tasks (id, owner_id, title, description, completed, create_time, \
+         update_time, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&record.id)
+    .bind(owner)
+    .bind(&record.title)
+    .bind(&record.description)
+    .bind(record.completed)
+    .bind(record.create_time)
+    .bind(record.update_time)
+    .bind(record.version)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(request_id) = request_id {
+        let remembered = sqlx::query(
+            "INSERT INTO create_requests (owner_id, request_id, task_id, create_time) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(owner)
+        .bind(request_id)
+        .bind(&record.id)
+        .bind(record.create_time)
+        .execute(&mut *tx)
+        .await;
+        if let Err(sqlx::Error::Database(e)) = &remembered
+            && e.is_unique_violation()
+        {
+            // A concurrent retry of the same request won: use its task.
+            return Ok(None);
+        }
+        remembered?;
+    }
+    let event = TaskEvent {
+        kind: EventKind::Created,
+        task: record.clone(),
+        event_time: record.create_time,
     };
-}
-
-/// SQLite's group commit for creates: every create waiting when the writer comes round goes
-/// into one multi-row `INSERT` (the count triggers run for each row), committed once. Under
-/// load that turns many statements and commits into one; alone, a create waits for nothing.
-/// Ends when the store is dropped.
-async fn write_creates(
-    pool: sqlx::SqlitePool,
-    mut queue: tokio::sync::mpsc::Receiver<PendingCreate>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let values: Vec<String> = (0..batch.len())
-            .map(|i| {
-                let b = i * 8;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO tasks (id, owner_id, title, description, completed, create_time, update_time, version) VALUES {}",
-            values.join(", ")
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for pending in &batch {
-            let task = &pending.record;
-            query = query
-                .bind(task.id.clone())
-                .bind(task.owner_id.clone())
-                .bind(task.title.clone())
-                .bind(task.description.clone())
-                .bind(task.completed)
-                .bind(task.create_time)
-                .bind(task.update_time)
-                .bind(task.version);
-        }
-        let outcome = query
-            .execute(&pool)
-            .await
-            .map(drop)
-            .map_err(|e| (todo_common::db::is_unavailable(&e), e.to_string()));
-        for pending in batch.drain(..) {
-            let _ = pending.done.send(outcome.clone());
-        }
-    }
-}
-
-impl SqlTaskStore {
-    /// One attempt at [`TaskStore::create`]; `None` when a concurrent create with the same
-    /// request id committed first.
-    async fn create_once(
-        &self,
-        owner: &str,
-        id: &str,
-        task: &NewTask,
-        request_id: Option<&str>,
-        now: Micros,
-    ) -> StoreResult<Option<(Option<TaskRecord>, Option<TaskEvent>)>> {
-        let get_sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2");
-        const INSERT: &str = "INSERT INTO tasks (id, owner_id, title, description, completed, create_time, \
-                              update_time, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-        let record = TaskRecord {
-            id: id.to_owned(),
-            owner_id: owner.to_owned(),
-            title: task.title.clone(),
-            description: task.description.clone(),
-            completed: task.completed,
-            create_time: now,
-            update_time: now,
-            version: 1,
-        };
-        let event = TaskEvent {
-            kind: EventKind::Created,
-            task: record.clone(),
-            event_time: now,
-        };
-        if let (Some(creates), None) = (&self.creates, request_id) {
-            // SQLite, no request id: the batch writer inserts it, the count trigger counts it,
-            // and the event goes out in process once it is committed.
-            let (done, outcome) = tokio::sync::oneshot::channel();
-            let stopped = || StoreError::Internal("the create writer has stopped".to_owned());
-            creates
-                .send(PendingCreate {
-                    record: record.clone(),
-                    done,
-                })
-                .await
-                .map_err(|_| stopped())?;
-            return match outcome.await {
-                Ok(Ok(())) => Ok(Some((Some(record), Some(event)))),
-                Ok(Err((true, cause))) => Err(StoreError::Busy(cause)),
-                Ok(Err((false, cause))) => Err(StoreError::Internal(cause)),
-                Err(_) => Err(stopped()),
-            };
-        }
-        let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
-            async {
-                let mut tx = pool.begin_with(begin).await?;
-                if let Some(request_id) = request_id {
-                    let earlier: Option<(String,)> = sqlx::query_as(
-                        "SELECT task_id FROM create_requests WHERE owner_id = $1 AND request_id = $2",
-                    )
-                    .bind(owner)
-                    .bind(request_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some((task_id,)) = earlier {
-                        let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(get_sql.clone()))
-                            .bind(owner)
-                            .bind(task_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        tx.commit().await?;
-                        return Ok::<_, sqlx::Error>(Some((row.map(from_row), None)));
-                    }
-                }
-                sqlx::query(INSERT)
-                    .bind(&record.id)
-                    .bind(owner)
-                    .bind(&record.title)
-                    .bind(&record.description)
-                    .bind(record.completed)
-                    .bind(now)
-                    .bind(now)
-                    .bind(record.version)
-                    .execute(&mut *tx)
-                    .await?;
-                if let Some(request_id) = request_id {
-                    let remembered = sqlx::query(
-                        "INSERT INTO create_requests (owner_id, request_id, task_id, create_time) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(owner)
-                    .bind(request_id)
-                    .bind(id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await;
-                    if let Err(sqlx::Error::Database(e)) = &remembered
-                        && e.is_unique_violation()
-                    {
-                        // A concurrent retry of the same request won (PostgreSQL): use its task.
-                        return Ok(None);
-                    }
-                    remembered?;
-                }
-                record_event!(tx, postgres, &event);
-                tx.commit().await?;
-                Ok(Some((Some(record.clone()), Some(event.clone()))))
-            }
-            .await
-        })?;
-        Ok(outcome)
-    }
+    pg_record_event(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(Some((Some(record.clone()), Some(event))))
 }
 
 impl TaskStore for SqlTaskStore {
@@ -574,10 +482,26 @@ impl TaskStore for SqlTaskStore {
         request_id: Option<&str>,
         now: Micros,
     ) -> StoreResult<(Option<TaskRecord>, Option<TaskEvent>)> {
+        let pool = match &self.db {
+            Database::Sqlite(pools) => {
+                return sqlite::create(&pools.writer, owner, id, task, request_id, now).await;
+            }
+            Database::Postgres(pool) => pool,
+        };
+        let record = TaskRecord {
+            id: id.to_owned(),
+            owner_id: owner.to_owned(),
+            title: task.title.clone(),
+            description: task.description.clone(),
+            completed: task.completed,
+            create_time: now,
+            update_time: now,
+            version: 1,
+        };
         // A second attempt happens only after losing a race with a concurrent retry of the
-        // same request (PostgreSQL), and then finds the winner's task.
+        // same request, and then finds the winner's task.
         for _ in 0..2 {
-            if let Some(done) = self.create_once(owner, id, task, request_id, now).await? {
+            if let Some(done) = pg_create_once(pool, &record, request_id).await? {
                 return Ok(done);
             }
         }
@@ -587,27 +511,26 @@ impl TaskStore for SqlTaskStore {
     }
 
     async fn get(&self, owner: &str, id: &str) -> StoreResult<Option<TaskRecord>> {
-        let sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2");
         match &self.db {
-            Database::Sqlite(pools) => Ok(pools.reader.read(|connection| {
-                use rusqlite::OptionalExtension;
-                connection
-                    .prepare_cached(&sql)?
-                    .query_row((owner, id), sqlite_task)
-                    .optional()
-            })?),
+            Database::Sqlite(pools) => sqlite::get(&pools.reader, owner, id),
             Database::Postgres(pool) => {
-                let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(owner)
-                    .bind(id)
-                    .fetch_optional(pool)
-                    .await?;
+                let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2"
+                )))
+                .bind(owner)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
                 Ok(row.map(from_row))
             }
         }
     }
 
     async fn list(&self, owner: &str, query: &ListQuery) -> StoreResult<Vec<TaskRecord>> {
+        let pool = match &self.db {
+            Database::Sqlite(pools) => return sqlite::list(&pools.reader, owner, query),
+            Database::Postgres(pool) => pool,
+        };
         let (order_by, column, after) = order_sql(query.order);
         let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1");
         let mut placeholders = 1;
@@ -624,39 +547,6 @@ impl TaskStore for SqlTaskStore {
             placeholders += 2;
         }
         sql.push_str(&format!(" ORDER BY {order_by} LIMIT ${}", placeholders + 1));
-
-        let pool = match &self.db {
-            Database::Sqlite(pools) => {
-                return Ok(pools.reader.read(|connection| {
-                    let mut statement = connection.prepare_cached(&sql)?;
-                    let mut index = 1;
-                    statement.raw_bind_parameter(index, owner)?;
-                    if let Some(completed) = query.completed {
-                        index += 1;
-                        statement.raw_bind_parameter(index, completed)?;
-                    }
-                    if let Some(cursor) = &query.after {
-                        index += 1;
-                        match &cursor.key {
-                            CursorKey::Time(time) => statement.raw_bind_parameter(index, time)?,
-                            CursorKey::Text(text) => {
-                                statement.raw_bind_parameter(index, text.as_str())?;
-                            }
-                        }
-                        index += 1;
-                        statement.raw_bind_parameter(index, cursor.id.as_str())?;
-                    }
-                    statement.raw_bind_parameter(index + 1, query.limit)?;
-                    let mut rows = statement.raw_query();
-                    let mut tasks = Vec::with_capacity(usize::try_from(query.limit).unwrap_or(0));
-                    while let Some(row) = rows.next()? {
-                        tasks.push(sqlite_task(row)?);
-                    }
-                    Ok(tasks)
-                })?);
-            }
-            Database::Postgres(pool) => pool,
-        };
         let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
         if let Some(completed) = query.completed {
             statement = statement.bind(completed);
@@ -673,17 +563,13 @@ impl TaskStore for SqlTaskStore {
     }
 
     async fn count(&self, owner: &str, completed: Option<bool>) -> StoreResult<i64> {
-        const SQL: &str = "SELECT total, completed FROM task_counts WHERE owner_id = $1";
-        let row: Option<(i64, i64)> = match &self.db {
-            Database::Sqlite(pools) => pools.reader.read(|connection| {
-                use rusqlite::OptionalExtension;
-                connection
-                    .prepare_cached(SQL)?
-                    .query_row([owner], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()
-            })?,
+        let row = match &self.db {
+            Database::Sqlite(pools) => sqlite::counts(&pools.reader, owner)?,
             Database::Postgres(pool) => {
-                sqlx::query_as(SQL).bind(owner).fetch_optional(pool).await?
+                sqlx::query_as("SELECT total, completed FROM task_counts WHERE owner_id = $1")
+                    .bind(owner)
+                    .fetch_optional(pool)
+                    .await?
             }
         };
         let (total, done) = row.unwrap_or((0, 0));
@@ -702,54 +588,43 @@ impl TaskStore for SqlTaskStore {
         expected_version: Option<i64>,
         now: Micros,
     ) -> StoreResult<WriteOutcome> {
-        let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
-            async {
-                let mut tx = pool.begin_with(begin).await?;
-                let current = match current_for_write!(tx, owner, id, expected_version, postgres) {
-                    Ok(current) => current,
-                    Err(outcome) => return Ok::<_, sqlx::Error>(outcome),
-                };
-                let mut next = current.clone();
-                if let Some(title) = &changes.title {
-                    next.title.clone_from(title);
-                }
-                if let Some(description) = &changes.description {
-                    next.description.clone_from(description);
-                }
-                if let Some(completed) = changes.completed {
-                    next.completed = completed;
-                }
-                if next == current {
-                    tx.commit().await?;
-                    return Ok(WriteOutcome::Done(current, None));
-                }
-                next.update_time = now.max(current.update_time + 1);
-                next.version = current.version + 1;
-                sqlx::query(
-                    "UPDATE tasks SET title = $1, description = $2, completed = $3, update_time = $4, \
-                     version = $5 WHERE owner_id = $6 AND id = $7",
-                )
-                .bind(&next.title)
-                .bind(&next.description)
-                .bind(next.completed)
-                .bind(next.update_time)
-                .bind(next.version)
-                .bind(owner)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                let event = TaskEvent {
-                    kind: EventKind::Updated,
-                    task: next.clone(),
-                    event_time: next.update_time,
-                };
-                record_event!(tx, postgres, &event);
-                tx.commit().await?;
-                Ok(WriteOutcome::Done(next, Some(event)))
+        let pool = match &self.db {
+            Database::Sqlite(pools) => {
+                return sqlite::update(&pools.writer, owner, id, changes, expected_version, now)
+                    .await;
             }
-            .await
-        })?;
-        Ok(outcome)
+            Database::Postgres(pool) => pool,
+        };
+        let mut tx = pool.begin().await?;
+        let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
+            Ok(current) => current,
+            Err(outcome) => return Ok(outcome),
+        };
+        let Some(next) = apply(&current, changes.clone(), now) else {
+            tx.commit().await?;
+            return Ok(WriteOutcome::Done(current, None));
+        };
+        sqlx::query(
+            "UPDATE tasks SET title = $1, description = $2, completed = $3, update_time = $4, \
+             version = $5 WHERE owner_id = $6 AND id = $7",
+        )
+        .bind(&next.title)
+        .bind(&next.description)
+        .bind(next.completed)
+        .bind(next.update_time)
+        .bind(next.version)
+        .bind(owner)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let event = TaskEvent {
+            kind: EventKind::Updated,
+            task: next.clone(),
+            event_time: next.update_time,
+        };
+        pg_record_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(WriteOutcome::Done(next, Some(event)))
     }
 
     async fn delete(
@@ -759,30 +634,30 @@ impl TaskStore for SqlTaskStore {
         expected_version: Option<i64>,
         now: Micros,
     ) -> StoreResult<WriteOutcome> {
-        let outcome = on_write_pool!(&self.db, |pool, begin, postgres| {
-            async {
-                let mut tx = pool.begin_with(begin).await?;
-                let current = match current_for_write!(tx, owner, id, expected_version, postgres) {
-                    Ok(current) => current,
-                    Err(outcome) => return Ok::<_, sqlx::Error>(outcome),
-                };
-                sqlx::query("DELETE FROM tasks WHERE owner_id = $1 AND id = $2")
-                    .bind(owner)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let event = TaskEvent {
-                    kind: EventKind::Deleted,
-                    task: current.clone(),
-                    event_time: now,
-                };
-                record_event!(tx, postgres, &event);
-                tx.commit().await?;
-                Ok(WriteOutcome::Done(current, Some(event)))
+        let pool = match &self.db {
+            Database::Sqlite(pools) => {
+                return sqlite::delete(&pools.writer, owner, id, expected_version, now).await;
             }
-            .await
-        })?;
-        Ok(outcome)
+            Database::Postgres(pool) => pool,
+        };
+        let mut tx = pool.begin().await?;
+        let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
+            Ok(current) => current,
+            Err(outcome) => return Ok(outcome),
+        };
+        sqlx::query("DELETE FROM tasks WHERE owner_id = $1 AND id = $2")
+            .bind(owner)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let event = TaskEvent {
+            kind: EventKind::Deleted,
+            task: current.clone(),
+            event_time: now,
+        };
+        pg_record_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(WriteOutcome::Done(current, Some(event)))
     }
 
     async fn event(&self, id: i64) -> StoreResult<Option<TaskEvent>> {
@@ -798,19 +673,17 @@ impl TaskStore for SqlTaskStore {
             i64,
             i64,
         );
-        let row: Option<EventRow> = on_pool!(&self.db, |pool, _begin, postgres| {
-            if postgres {
-                sqlx::query_as(
-                    "SELECT kind, owner_id, task_id, title, description, completed, create_time, \
-                     update_time, version, event_time FROM task_events WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-            } else {
-                Ok(None)
-            }
-        })?;
+        // SQLite's feed is in process: it records no events.
+        let Database::Postgres(pool) = &self.db else {
+            return Ok(None);
+        };
+        let row: Option<EventRow> = sqlx::query_as(
+            "SELECT kind, owner_id, task_id, title, description, completed, create_time, \
+             update_time, version, event_time FROM task_events WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
         let Some((
             kind,
             owner_id,
@@ -845,24 +718,20 @@ impl TaskStore for SqlTaskStore {
     }
 
     async fn prune(&self, before: Micros) -> StoreResult<u64> {
-        let removed = on_write_pool!(&self.db, |pool, _begin, postgres| {
-            async {
-                let mut removed = sqlx::query("DELETE FROM create_requests WHERE create_time < $1")
-                    .bind(before)
-                    .execute(pool)
-                    .await?
-                    .rows_affected();
-                if postgres {
-                    removed += sqlx::query("DELETE FROM task_events WHERE event_time < $1")
-                        .bind(before)
-                        .execute(pool)
-                        .await?
-                        .rows_affected();
-                }
-                Ok::<_, sqlx::Error>(removed)
-            }
-            .await
-        })?;
+        let pool = match &self.db {
+            Database::Sqlite(pools) => return sqlite::prune(&pools.writer, before).await,
+            Database::Postgres(pool) => pool,
+        };
+        let mut removed = sqlx::query("DELETE FROM create_requests WHERE create_time < $1")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        removed += sqlx::query("DELETE FROM task_events WHERE event_time < $1")
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected();
         Ok(removed)
     }
 }

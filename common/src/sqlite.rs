@@ -1,0 +1,393 @@
+//! The hot paths of embedded SQLite, on rusqlite: reads on the calling thread, and writes on
+//! one writing thread that commits them in groups.
+//!
+//! sqlx runs each SQLite statement on a worker thread of its connection: a short indexed read
+//! costs two thread switches and their wake-ups, more than the read itself, and a write
+//! transaction of four statements costs eight. Here a read runs where it is asked for, and a
+//! write is one hand-off to the writing thread, which runs every write waiting when it comes
+//! round in one transaction (each in a savepoint of its own) and commits once.
+//!
+//! Both open the database file that [`crate::Database::connect`] created and migrated; sqlx
+//! still does that and the rest (migrations, the auth service's store).
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, config::DbConfig};
+
+/// How long SQLite waits on a lock held by another connection before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle reading connections kept for the next call.
+const MAX_IDLE_READERS: usize = 8;
+/// Most writes committed by one transaction.
+const MAX_GROUP: usize = 256;
+/// Writes allowed to wait for the writing thread; more wait to be queued.
+const QUEUE: usize = 4 * MAX_GROUP;
+
+/// Settings every connection of ours gets.
+fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    // The query planner's stability guarantee: a statement keeps its plan whatever values are
+    // bound. Without it, SQLite recompiles a cached statement at every execution once a bound
+    // value was looked at while planning (a bound `LIMIT` is).
+    connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    // A page cache of 8 MiB (SQLite's default is 2 MiB, which a listing of a large table
+    // outgrows: its pages were read again from the file at every call). Only as many
+    // connections as threads working at once fill theirs.
+    connection.pragma_update(None, "cache_size", -8192)?;
+    Ok(())
+}
+
+/// Read-only SQLite connections used on the calling thread.
+///
+/// Under WAL a reader never waits for the writer, and a read bounded by an index and a page
+/// size takes microseconds from the page cache, less than a hand-off to another thread would.
+/// Connections are checked out one call at a time and kept for the next call.
+#[derive(Clone)]
+pub struct SqliteReader {
+    inner: Arc<ReaderInner>,
+}
+
+struct ReaderInner {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl fmt::Debug for SqliteReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteReader")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteReader {
+    /// Reads the database file at `path`, which must exist (in WAL mode) already.
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let reader = Self {
+            inner: Arc::new(ReaderInner {
+                path: path.to_path_buf(),
+                idle: Mutex::new(Vec::new()),
+            }),
+        };
+        // Fail at start, not at the first call, when the file cannot be read.
+        let first = reader.connect()?;
+        reader.give_back(first);
+        Ok(reader)
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let connection = Connection::open_with_flags(
+            &self.inner.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&connection)?;
+        Ok(connection)
+    }
+
+    fn give_back(&self, connection: Connection) {
+        let mut idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(connection);
+        }
+    }
+
+    /// Runs `read` on a read-only connection, on this thread. Keep it short: one indexed
+    /// statement or a few, bounded in rows.
+    pub fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => self.connect()?,
+        };
+        let outcome = read(&connection);
+        self.give_back(connection);
+        outcome
+    }
+}
+
+/// Why a write was not committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteError {
+    /// The database is busy, full or cannot be written for now: worth retrying.
+    pub unavailable: bool,
+    /// What SQLite said (for the log, never for the caller).
+    pub message: String,
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self {
+            unavailable: is_sqlite_unavailable(&error),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WriteError {}
+
+/// What a write left to do once its transaction has ended: tell its caller.
+type Answer = Box<dyn FnOnce(Result<(), WriteError>) + Send>;
+/// A write: runs on the writing connection, says whether it failed (its savepoint is then
+/// rolled back), and leaves its answer. Given an error instead of the connection, it only
+/// leaves that error as its answer.
+type Job = Box<dyn FnOnce(Result<&Connection, WriteError>) -> (bool, Answer) + Send>;
+
+/// The one writing connection of a SQLite database, on a thread of its own.
+///
+/// Every write waiting when the thread comes round (up to [`MAX_GROUP`]) runs in one
+/// `BEGIN IMMEDIATE` transaction, each in a savepoint of its own so that one failing write
+/// undoes only itself, and the group is committed once. Callers are answered after the commit:
+/// an acknowledged write is in the WAL, which survives the process being killed. Alone, a write
+/// waits for nothing. The thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct SqliteWriter {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+}
+
+impl fmt::Debug for SqliteWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteWriter").finish_non_exhaustive()
+    }
+}
+
+impl SqliteWriter {
+    /// Starts the writing thread on the database file at `path`, which must exist (in WAL
+    /// mode) already.
+    pub fn open(path: &Path) -> Result<Self, WriteError> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&connection)?;
+        // Under WAL, NORMAL keeps every committed transaction across a crash of the process;
+        // only a power loss can drop the last commits.
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", true)?;
+        let (jobs, queue) = tokio::sync::mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || write_groups(&connection, queue))
+            .map_err(|e| WriteError {
+                unavailable: false,
+                message: format!("cannot start the writing thread: {e}"),
+            })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `write` on the writing connection inside a transaction and answers once that has
+    /// been committed. When `write` fails, its changes are rolled back and its error returned.
+    pub async fn write<T, F>(&self, write: F) -> Result<T, WriteError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let outcome = connection.and_then(|c| write(c).map_err(WriteError::from));
+            let failed = outcome.is_err();
+            let answer: Answer = Box::new(move |committed| {
+                let _ = done.send(committed.and(outcome));
+            });
+            (failed, answer)
+        });
+        let stopped = || WriteError {
+            unavailable: true,
+            message: "the SQLite writing thread has stopped".to_owned(),
+        };
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+/// The writing thread: one transaction per group of waiting writes.
+fn write_groups(connection: &Connection, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut answers = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = queue.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+            // Nothing ran: every write of the group fails alike (busy, most likely).
+            let error = WriteError::from(error);
+            tracing::warn!(%error, writes = group.len(), "cannot begin a SQLite write");
+            for job in group.drain(..) {
+                let (_, answer) = job(Err(error.clone()));
+                answer(Err(error.clone()));
+            }
+            continue;
+        }
+        for job in group.drain(..) {
+            answers.push(run_in_savepoint(connection, job));
+        }
+        let committed = connection.execute_batch("COMMIT").map_err(WriteError::from);
+        if let Err(error) = &committed {
+            tracing::warn!(%error, writes = answers.len(), "a SQLite commit failed");
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        for answer in answers.drain(..) {
+            answer(committed.clone());
+        }
+    }
+}
+
+/// Runs one write of a group in its own savepoint, rolled back if the write failed.
+fn run_in_savepoint(connection: &Connection, job: Job) -> Answer {
+    let statement = |sql: &str| {
+        connection
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map(drop)
+    };
+    if let Err(error) = statement("SAVEPOINT write") {
+        return job(Err(WriteError::from(error))).1;
+    }
+    let (failed, answer) = job(Ok(connection));
+    let ended = if failed {
+        statement("ROLLBACK TO write").and_then(|()| statement("RELEASE write"))
+    } else {
+        statement("RELEASE write")
+    };
+    match ended {
+        Ok(()) => answer,
+        Err(error) => {
+            // The transaction is in an unknown state: the commit decides, and this write's
+            // caller hears the error rather than a success it cannot be sure of.
+            let error = WriteError::from(error);
+            Box::new(move |_| answer(Err(error)))
+        }
+    }
+}
+
+/// Whether a rusqlite error means the database is busy or cannot be used for now (worth
+/// retrying: `UNAVAILABLE`), rather than a bug in a statement.
+pub fn is_sqlite_unavailable(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::CannotOpen
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::OutOfMemory
+                | ErrorCode::DiskFull
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(crate::testing::unique_name(name));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("test.db");
+        let connection = Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; \
+                 CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);",
+            )
+            .unwrap();
+        path
+    }
+
+    fn insert(body: &str) -> impl FnOnce(&Connection) -> rusqlite::Result<usize> + use<> {
+        let body = body.to_owned();
+        move |c: &Connection| c.execute("INSERT INTO notes (body) VALUES (?1)", [body])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_commit_and_a_failing_one_undoes_only_itself() {
+        let path = database("sqlite_writer");
+        let writer = SqliteWriter::open(&path).unwrap();
+        let reader = SqliteReader::open(&path).unwrap();
+        writer.write(insert("taken")).await.unwrap();
+
+        // Many writes at once: they share transactions; the duplicate fails alone.
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..500 {
+            let writer = writer.clone();
+            calls.spawn(async move { (n, writer.write(insert(&format!("note {n}"))).await) });
+        }
+        let duplicate = writer.clone();
+        calls.spawn(async move { (-1, duplicate.write(insert("taken")).await) });
+        let mut failed = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            let (n, outcome) = joined.unwrap();
+            if let Err(error) = outcome {
+                assert!(!error.unavailable, "{error}");
+                failed.push(n);
+            }
+        }
+        assert_eq!(failed, [-1]);
+        let count: i64 = reader
+            .read(|c| c.query_row("SELECT COUNT(*) FROM notes", [], |row| row.get(0)))
+            .unwrap();
+        assert_eq!(count, 501);
+
+        // A write that fails half-way leaves nothing behind.
+        let half = writer
+            .write(|c| {
+                c.execute("INSERT INTO notes (body) VALUES ('half')", [])?;
+                c.execute("INSERT INTO notes (body) VALUES ('taken')", [])
+            })
+            .await;
+        assert!(half.is_err());
+        let halves: i64 = reader
+            .read(|c| {
+                c.query_row(
+                    "SELECT COUNT(*) FROM notes WHERE body = 'half'",
+                    [],
+                    |row| row.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(halves, 0);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_is_unavailable_not_an_internal_error() {
+        let path = database("sqlite_writer_busy");
+        let writer = SqliteWriter::open(&path).unwrap();
+        // Another process (here, another connection) holds the write lock past our timeout.
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = std::time::Instant::now();
+        let error = writer.write(insert("late")).await.unwrap_err();
+        assert!(error.unavailable, "{error}");
+        assert!(started.elapsed() >= BUSY_TIMEOUT);
+        other.execute_batch("ROLLBACK").unwrap();
+        writer.write(insert("in time")).await.unwrap();
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+}
