@@ -17,6 +17,8 @@ pub struct Measured {
     pub seconds: f64,
     /// Latency of every call, microseconds, sorted.
     pub latencies_us: Vec<u32>,
+    /// p50, p90, p99 and max, microseconds, when a tool gave only those.
+    pub summary_us: Option<[u32; 4]>,
 }
 
 impl Measured {
@@ -29,8 +31,24 @@ impl Measured {
         }
     }
 
-    /// The `p`-th percentile latency (0-100), milliseconds.
+    /// These percentiles instead of every latency.
+    pub fn with_percentiles(mut self, p50: u32, p90: u32, p99: u32, max: u32) -> Self {
+        self.summary_us = Some([p50, p90, p99, max]);
+        self
+    }
+
+    /// The `p`-th percentile latency (0-100), milliseconds. With only a tool's summary, the
+    /// next percentile it gave at or above `p`.
     pub fn percentile_ms(&self, p: f64) -> f64 {
+        if let Some([p50, p90, p99, max]) = self.summary_us {
+            let us = match p {
+                p if p <= 50.0 => p50,
+                p if p <= 90.0 => p90,
+                p if p <= 99.0 => p99,
+                _ => max,
+            };
+            return f64::from(us) / 1000.0;
+        }
         if self.latencies_us.is_empty() {
             return 0.0;
         }
