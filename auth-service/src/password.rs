@@ -97,6 +97,27 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
+/// Hashing is bulk work: it takes only the CPU the other calls leave, so a login flood cannot
+/// slow them down. On Linux the hashing threads run under `SCHED_IDLE`, which any other thread
+/// preempts at once when it wakes (at nice 19 under the normal policy, a woken thread could
+/// still wait for the hash's time slice to end: that put milliseconds into the tail of every
+/// call during a flood); elsewhere at the lowest priority of the normal policy.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    let lowered = thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        thread_priority::ThreadSchedulePolicy::Normal(
+            thread_priority::NormalThreadSchedulePolicy::Idle,
+        ),
+    );
+    #[cfg(not(target_os = "linux"))]
+    let lowered = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+    if let Err(error) = lowered {
+        tracing::warn!(?error, "cannot lower the priority of a hashing thread");
+    }
+}
+
 /// Work for a hashing thread.
 type Job = Box<dyn FnOnce(&mut Workspace) + Send>;
 
@@ -144,13 +165,7 @@ impl PasswordHasher {
             std::thread::Builder::new()
                 .name(format!("password-hash-{index}"))
                 .spawn(move || {
-                    // Hashing is bulk work: at the lowest priority (nice 19) it takes the CPU
-                    // the other calls leave, so a login flood cannot slow them down.
-                    if let Err(error) = thread_priority::set_current_thread_priority(
-                        thread_priority::ThreadPriority::Min,
-                    ) {
-                        tracing::warn!(?error, "cannot lower the priority of a hashing thread");
-                    }
+                    lower_priority();
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = queue
