@@ -112,7 +112,8 @@ fn lower_priority() {
         ),
     );
     #[cfg(not(target_os = "linux"))]
-    let lowered = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+    let lowered =
+        thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
     if let Err(error) = lowered {
         tracing::warn!(?error, "cannot lower the priority of a hashing thread");
     }

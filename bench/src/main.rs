@@ -470,6 +470,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
 
     // The single-call scenarios again, from independent load tools: h2load for gRPC, wrk for
     // gRPC-web.
+    settle(&storage).await;
     let tools = Tools::find();
     if tools.h2load.is_none() || tools.wrk.is_none() {
         println!(
@@ -572,6 +573,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     }
 
     // Login, and reads during a login flood.
+    settle(&storage).await;
     let mut login = Measured::default();
     for path in Path::ALL {
         let client = Auth::connect(path, auth_addr(&stack, path)).await;
@@ -838,6 +840,26 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         });
     }
     results.scale.extend(points);
+}
+
+/// Lets the database catch up after write scenarios, so that the maintenance they call for
+/// does not land in the next scenario: on PostgreSQL, the vacuum and analyze that autovacuum
+/// would otherwise run during the next minutes (it took half the CPU the login scenarios had),
+/// and a checkpoint.
+async fn settle(storage: &Storage) {
+    use sqlx::Connection;
+    if let Storage::Postgres(auth, tasks) = storage {
+        for url in [auth, tasks] {
+            if let Ok(mut connection) = sqlx::PgConnection::connect(url).await {
+                for statement in ["VACUUM (ANALYZE)", "CHECKPOINT"] {
+                    if let Err(error) = sqlx::query(statement).execute(&mut connection).await {
+                        println!("cannot {statement} before the next scenarios: {error}");
+                    }
+                }
+                let _ = connection.close().await;
+            }
+        }
+    }
 }
 
 async fn postgres_storage(admin_url: &str) -> Storage {

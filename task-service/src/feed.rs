@@ -5,8 +5,9 @@
 //! watcher that falls more than the buffer behind is told so (its stream ends with
 //! `ABORTED`, and it lists again). On SQLite (one process) the service publishes each event
 //! after its commit. On PostgreSQL every write records its event and sends `NOTIFY task_events`
-//! in its transaction; each instance's listener ([`listen_postgres`]) reads the events back in
-//! commit order and publishes them, so watchers see the writes of every instance.
+//! in its transaction; each instance's listener ([`listen_postgres`]) reads back, in commit
+//! order, the events of the owners watched there (the notification names the owner) and
+//! publishes them, so watchers see the writes of every instance.
 
 use std::{
     collections::HashMap,
@@ -46,6 +47,14 @@ impl Feed {
             .entry(owner.to_owned())
             .or_insert_with(|| broadcast::channel(self.buffer).0)
             .subscribe()
+    }
+
+    /// Whether anyone here watches `owner`'s events.
+    pub fn is_watched(&self, owner: &str) -> bool {
+        self.owners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(owner)
     }
 
     /// Called by the service after a write committed.
@@ -121,10 +130,18 @@ pub async fn listen_postgres(
             };
             match notification {
                 Ok(Some(notification)) => {
-                    let Ok(id) = notification.payload().parse::<i64>() else {
+                    // `{id} {owner}`: events of owners nobody watches here are not read.
+                    let (id, owner) = match notification.payload().split_once(' ') {
+                        Some((id, owner)) => (id, Some(owner)),
+                        None => (notification.payload(), None),
+                    };
+                    let Ok(id) = id.parse::<i64>() else {
                         tracing::warn!(payload = notification.payload(), "bad task_events payload");
                         continue;
                     };
+                    if owner.is_some_and(|owner| !feed.is_watched(owner)) {
+                        continue;
+                    }
                     match store.event(id).await {
                         Ok(Some(event)) => feed.publish(event),
                         Ok(None) => tracing::warn!(id, "notified event not found"),
