@@ -31,6 +31,20 @@ impl Measured {
         }
     }
 
+    /// Adds `other`, measured in another window of the same scenario. Where only a tool's
+    /// summary is known, each percentile is the larger of the two (an upper bound).
+    pub fn merge(&mut self, other: Measured) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+        self.summary_us = match (self.summary_us, other.summary_us) {
+            (Some(a), Some(b)) => Some(std::array::from_fn(|i| a[i].max(b[i]))),
+            (a, b) => a.or(b),
+        };
+    }
+
     /// These percentiles instead of every latency.
     pub fn with_percentiles(mut self, p50: u32, p90: u32, p99: u32, max: u32) -> Self {
         self.summary_us = Some([p50, p90, p99, max]);

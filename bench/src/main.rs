@@ -141,6 +141,25 @@ where
 /// The harness's own client.
 const RUST_CLIENT: &str = "todo-bench (Rust)";
 
+/// What the servers used while a scenario ran: CPU seconds of each, and for how long.
+#[derive(Clone, Debug, Default)]
+struct Usage {
+    cpu_seconds: Vec<f64>,
+    elapsed: f64,
+}
+
+impl Usage {
+    /// Adds what the servers used between `before` (taken at `started`) and now.
+    fn add_since(&mut self, stack: &Stack, before: &[ProcStats], started: Instant) {
+        let after = stack.servers().map(|s| s.stats());
+        self.cpu_seconds.resize(after.len(), 0.0);
+        for (total, (b, a)) in self.cpu_seconds.iter_mut().zip(before.iter().zip(&after)) {
+            *total += a.cpu_seconds - b.cpu_seconds;
+        }
+        self.elapsed += started.elapsed().as_secs_f64();
+    }
+}
+
 /// Runs a scenario (`run`, measured by `tool`) and records it with what the servers used
 /// meanwhile; `None` if the tool failed, which is printed.
 async fn record(
@@ -152,21 +171,40 @@ async fn record(
     tool: &'static str,
     run: impl Future<Output = Result<Measured, String>>,
 ) -> Option<Measured> {
-    let before: Vec<ProcStats> = stack.servers().iter().map(|s| s.stats()).collect();
+    let before = stack.servers().map(|s| s.stats());
     let started = Instant::now();
     let measured = run.await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let after: Vec<ProcStats> = stack.servers().iter().map(|s| s.stats()).collect();
-    let measured = match measured {
-        Ok(measured) => measured,
+    let mut usage = Usage::default();
+    usage.add_since(stack, &before, started);
+    match measured {
+        Ok(measured) => {
+            push_row(
+                results, stack, database, scenario, path, tool, &measured, &usage,
+            );
+            Some(measured)
+        }
         Err(error) => {
             println!(
                 "{database:<8} {scenario:<34} {:<17} {tool}: {error}",
                 path.label()
             );
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// Adds the row of a measured scenario to the results and prints it.
+#[allow(clippy::too_many_arguments)]
+fn push_row(
+    results: &mut Results,
+    stack: &Stack,
+    database: &'static str,
+    scenario: &str,
+    path: Path,
+    tool: &'static str,
+    measured: &Measured,
+    usage: &Usage,
+) {
     let names = stack.servers().map(|s| s.name);
     let row = Row {
         database,
@@ -182,13 +220,13 @@ async fn record(
         errors: measured.errors,
         cpu_cores: names
             .iter()
-            .zip(before.iter().zip(&after))
-            .map(|(name, (b, a))| (*name, (a.cpu_seconds - b.cpu_seconds) / elapsed))
+            .zip(&usage.cpu_seconds)
+            .map(|(name, cpu)| (*name, cpu / usage.elapsed.max(1e-9)))
             .collect(),
         rss_mib: names
             .iter()
-            .zip(&after)
-            .map(|(name, a)| (*name, mib(a.rss_kib)))
+            .zip(stack.servers())
+            .map(|(name, server)| (*name, mib(server.stats().rss_kib)))
             .collect(),
     };
     println!(
@@ -215,15 +253,10 @@ async fn record(
             .join(" "),
     );
     results.rows.push(row);
-    Some(measured)
 }
 
-/// A boxed run of a load tool.
-type ToolRun<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Measured, String>> + Send + 'a>>;
-
-fn futures_box<'a>(run: impl Future<Output = Result<Measured, String>> + Send + 'a) -> ToolRun<'a> {
-    Box::pin(run)
-}
+/// Rounds of the tool scenarios (each runs for its share of the duration in every round).
+const TOOL_ROUNDS: u64 = 5;
 
 /// Checks `call` once, then drives it with h2load.
 async fn run_h2load(
@@ -231,20 +264,10 @@ async fn run_h2load(
     addr: std::net::SocketAddr,
     call: &Call,
     slack: usize,
-    connections: usize,
-    duration: Duration,
+    run: tools::Run,
 ) -> Result<Measured, String> {
     let response_len = tools::check(addr, call).await?;
-    tools::h2load(
-        h2load,
-        addr,
-        call,
-        connections,
-        duration,
-        response_len,
-        slack,
-    )
-    .await
+    tools::h2load(h2load, addr, call, run, response_len, slack).await
 }
 
 /// The address a path reaches a service at.
@@ -530,46 +553,86 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         },
         None,
     );
-    let mut tool_rates = std::collections::HashMap::new();
-    let mut tool_p99s = std::collections::HashMap::new();
-    if let Some(h2load) = &tools.h2load
-        && let Some(measured) = record(
-            results,
-            &stack,
-            database,
+    // Every tool scenario in turn, round after round, each round a share of the duration: the
+    // figures compared by a ratio are then measured side by side, and a slow moment of the
+    // machine falls on all of them alike.
+    let mut jobs: Vec<(&'static str, &str, Path, &Call, usize)> = Vec::new();
+    if tools.h2load.is_some() {
+        jobs.push((
+            "health",
             "health check (ceiling)",
             Path::Direct,
-            "h2load",
-            run_h2load(h2load, stack.task.addr, &health_call, 0, workers, duration),
-        )
-        .await
-    {
-        tool_rates.insert(("health", Path::Direct), measured.rate());
+            &health_call,
+            0,
+        ));
     }
     for path in Path::ALL {
-        for (key, scenario, call, slack) in &task_calls {
-            let addr = task_addr(&stack, path);
-            let (tool, run) = match (path, &tools.h2load, &tools.wrk) {
-                (Path::GatewayWeb, _, Some(wrk)) => (
-                    "wrk",
-                    futures_box(async move {
-                        tools::check(addr, call).await?;
-                        tools::wrk(wrk, addr, call, workers, duration).await
-                    }),
-                ),
-                (Path::Direct | Path::Gateway, Some(h2load), _) => (
-                    "h2load",
-                    futures_box(run_h2load(h2load, addr, call, *slack, workers, duration)),
-                ),
-                _ => continue,
-            };
-            if let Some(measured) =
-                record(results, &stack, database, scenario, path, tool, run).await
-            {
-                tool_rates.insert((*key, path), measured.rate());
-                tool_p99s.insert((*key, path), measured.percentile_ms(99.0));
+        let available = match path {
+            Path::GatewayWeb => tools.wrk.is_some(),
+            Path::Direct | Path::Gateway => tools.h2load.is_some(),
+        };
+        if available {
+            for (key, scenario, call, slack) in &task_calls {
+                jobs.push((key, scenario, path, call, *slack));
             }
         }
+    }
+    let rounds = TOOL_ROUNDS.min(duration.as_secs().max(1));
+    let slice = Duration::from_secs((duration.as_secs() / rounds).max(1));
+    let mut tallies: Vec<Option<(Measured, Usage)>> = vec![Some(Default::default()); jobs.len()];
+    for round in 0..rounds {
+        for ((key, scenario, path, call, slack), tally) in jobs.iter().zip(&mut tallies) {
+            let Some((measured, usage)) = tally else {
+                continue;
+            };
+            let addr = if *key == "health" {
+                stack.task.addr
+            } else {
+                task_addr(&stack, *path)
+            };
+            let run = tools::Run {
+                connections: workers,
+                duration: slice,
+                warm_up: round == 0,
+            };
+            let before = stack.servers().map(|s| s.stats());
+            let started = Instant::now();
+            let outcome = match (path, &tools.h2load, &tools.wrk) {
+                (Path::GatewayWeb, _, Some(wrk)) => match tools::check(addr, call).await {
+                    Ok(_) => tools::wrk(wrk, addr, call, run).await,
+                    Err(error) => Err(error),
+                },
+                (_, Some(h2load), _) => run_h2load(h2load, addr, call, *slack, run).await,
+                _ => Err("no tool".to_owned()),
+            };
+            match outcome {
+                Ok(part) => {
+                    measured.merge(part);
+                    usage.add_since(&stack, &before, started);
+                }
+                Err(error) => {
+                    println!("{database:<8} {scenario:<34} {:<17} {error}", path.label());
+                    *tally = None;
+                }
+            }
+        }
+    }
+    let mut tool_rates = std::collections::HashMap::new();
+    let mut tool_p99s = std::collections::HashMap::new();
+    for ((key, scenario, path, _, _), tally) in jobs.iter().zip(tallies) {
+        let Some((measured, usage)) = tally else {
+            continue;
+        };
+        let tool = if *path == Path::GatewayWeb {
+            "wrk"
+        } else {
+            "h2load"
+        };
+        push_row(
+            results, &stack, database, scenario, *path, tool, &measured, &usage,
+        );
+        tool_rates.insert((*key, *path), measured.rate());
+        tool_p99s.insert((*key, *path), measured.percentile_ms(99.0));
     }
 
     // Login, and reads during a login flood.

@@ -117,7 +117,7 @@ pub async fn check(addr: SocketAddr, call: &Call) -> Result<usize, String> {
     }
 }
 
-fn run(command: &mut Command) -> Result<String, String> {
+fn execute(command: &mut Command) -> Result<String, String> {
     let output = command
         .output()
         .map_err(|e| format!("cannot run {command:?}: {e}"))?;
@@ -143,19 +143,33 @@ fn number_before(text: &str, line: &str, suffix: &str) -> Option<u64> {
     digits.chars().rev().collect::<String>().parse().ok()
 }
 
-/// Drives `call` at `addr` with h2load: `connections` clients, one call in flight each, for
-/// `duration` after a separate warm-up run. `response_len` is the length of one OK response
-/// body (from [`check`]); `len_slack` how many bytes shorter one may be (the varint lengths of
-/// a timestamp vary).
+/// How one tool run goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    /// Clients (connections), one call in flight each.
+    pub connections: usize,
+    /// How long it is measured (whole seconds, at least one).
+    pub duration: Duration,
+    /// Whether a separate, unmeasured run of a second comes first.
+    pub warm_up: bool,
+}
+
+/// Drives `call` at `addr` with h2load as `run` says. `response_len` is the length of one OK
+/// response body (from [`check`]); `len_slack` how many bytes shorter one may be (the varint
+/// lengths of a timestamp vary).
 pub async fn h2load(
     h2load: &FsPath,
     addr: SocketAddr,
     call: &Call,
-    connections: usize,
-    duration: Duration,
+    run: Run,
     response_len: usize,
     len_slack: usize,
 ) -> Result<Measured, String> {
+    let Run {
+        connections,
+        duration,
+        warm_up,
+    } = run;
     let dir = std::env::temp_dir().join(format!("todo-bench-h2load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let body = dir.join("request.bin");
@@ -182,10 +196,12 @@ pub async fn h2load(
         command
     };
     let seconds = duration.as_secs().max(1);
-    let (mut warm_up, mut measured) = (command(1, None), command(seconds, Some(&log)));
+    let (mut first, mut measured) = (command(1, None), command(seconds, Some(&log)));
     let output = tokio::task::spawn_blocking(move || {
-        run(&mut warm_up)?;
-        run(&mut measured)
+        if warm_up {
+            execute(&mut first)?;
+        }
+        execute(&mut measured)
     })
     .await
     .map_err(|e| e.to_string())??;
@@ -223,16 +239,19 @@ fn lua_string(bytes: &[u8]) -> String {
     literal
 }
 
-/// Drives `call` at `addr` as gRPC-web (binary, HTTP/1.1) with wrk: `connections`
-/// connections, one call in flight each, for `duration` after a separate warm-up run. Every
+/// Drives `call` at `addr` as gRPC-web (binary, HTTP/1.1) with wrk as `run` says. Every
 /// answer counts as OK only if its body carries `grpc-status:0`.
 pub async fn wrk(
     wrk: &FsPath,
     addr: SocketAddr,
     call: &Call,
-    connections: usize,
-    duration: Duration,
+    run: Run,
 ) -> Result<Measured, String> {
+    let Run {
+        connections,
+        duration,
+        warm_up,
+    } = run;
     let dir = std::env::temp_dir().join(format!("todo-bench-wrk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let script = dir.join("grpc-web.lua");
@@ -287,10 +306,12 @@ end
         command
     };
     let seconds = duration.as_secs().max(1);
-    let (mut warm_up, mut measured) = (command(1), command(seconds));
+    let (mut first, mut measured) = (command(1), command(seconds));
     let output = tokio::task::spawn_blocking(move || {
-        run(&mut warm_up)?;
-        run(&mut measured)
+        if warm_up {
+            execute(&mut first)?;
+        }
+        execute(&mut measured)
     })
     .await
     .map_err(|e| e.to_string())??;
