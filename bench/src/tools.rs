@@ -130,6 +130,22 @@ fn execute(command: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Runs `measured` (after `first`, when warming up) off the runtime; its standard output.
+async fn run_measured(
+    mut first: Command,
+    mut measured: Command,
+    warm_up: bool,
+) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || {
+        if warm_up {
+            execute(&mut first)?;
+        }
+        execute(&mut measured)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 /// A number in `text` right before `suffix` on the line starting with `line`.
 fn number_before(text: &str, line: &str, suffix: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.trim_start().starts_with(line))?;
@@ -196,15 +212,8 @@ pub async fn h2load(
         command
     };
     let seconds = duration.as_secs().max(1);
-    let (mut first, mut measured) = (command(1, None), command(seconds, Some(&log)));
-    let output = tokio::task::spawn_blocking(move || {
-        if warm_up {
-            execute(&mut first)?;
-        }
-        execute(&mut measured)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let (first, measured) = (command(1, None), command(seconds, Some(&log)));
+    let output = run_measured(first, measured, warm_up).await?;
     let succeeded = number_before(&output, "requests:", " succeeded").ok_or("no request count")?;
     let failed = number_before(&output, "requests:", " failed").unwrap_or(0)
         + number_before(&output, "requests:", " errored").unwrap_or(0)
@@ -306,15 +315,8 @@ end
         command
     };
     let seconds = duration.as_secs().max(1);
-    let (mut first, mut measured) = (command(1), command(seconds));
-    let output = tokio::task::spawn_blocking(move || {
-        if warm_up {
-            execute(&mut first)?;
-        }
-        execute(&mut measured)
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let (first, measured) = (command(1), command(seconds));
+    let output = run_measured(first, measured, warm_up).await?;
     let _ = std::fs::remove_dir_all(&dir);
     let result: Vec<f64> = output
         .lines()

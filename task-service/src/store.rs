@@ -326,6 +326,31 @@ fn order_sql(order: Order) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// The statement of one page: parameters, numbered after `marker` (`$` or `?`), are the owner,
+/// the state when filtered, the cursor's key and id when there is one, and the limit.
+fn list_sql(query: &ListQuery, marker: char) -> String {
+    let (order_by, column, after) = order_sql(query.order);
+    let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = {marker}1");
+    let mut parameters = 1;
+    if query.completed.is_some() {
+        parameters += 1;
+        sql.push_str(&format!(" AND completed = {marker}{parameters}"));
+    }
+    if query.after.is_some() {
+        sql.push_str(&format!(
+            " AND ({column}, id) {after} ({marker}{}, {marker}{})",
+            parameters + 1,
+            parameters + 2
+        ));
+        parameters += 2;
+    }
+    sql.push_str(&format!(
+        " ORDER BY {order_by} LIMIT {marker}{}",
+        parameters + 1
+    ));
+    sql
+}
+
 /// `current` with `changes` applied, its update time moved on (strictly, even within one
 /// microsecond) and its version bumped; `None` when nothing changes.
 fn apply(current: &TaskRecord, changes: TaskChanges, now: Micros) -> Option<TaskRecord> {
@@ -572,22 +597,7 @@ impl TaskStore for SqlTaskStore {
             Database::Sqlite(pools) => return sqlite::list(&pools.reader, owner, query),
             Database::Postgres(pool) => pool,
         };
-        let (order_by, column, after) = order_sql(query.order);
-        let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = $1");
-        let mut placeholders = 1;
-        if query.completed.is_some() {
-            placeholders += 1;
-            sql.push_str(&format!(" AND completed = ${placeholders}"));
-        }
-        if query.after.is_some() {
-            sql.push_str(&format!(
-                " AND ({column}, id) {after} (${}, ${})",
-                placeholders + 1,
-                placeholders + 2
-            ));
-            placeholders += 2;
-        }
-        sql.push_str(&format!(" ORDER BY {order_by} LIMIT ${}", placeholders + 1));
+        let sql = list_sql(query, '$');
         let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
         if let Some(completed) = query.completed {
             statement = statement.bind(completed);

@@ -12,7 +12,7 @@ use todo_common::{
 
 use super::{
     COLUMNS, CursorKey, EventKind, ListQuery, NewTask, StoreResult, TaskChanges, TaskEvent,
-    TaskRecord, WriteOutcome, order_sql,
+    TaskRecord, WriteOutcome, list_sql,
 };
 
 /// A task from a row of [`COLUMNS`].
@@ -49,22 +49,7 @@ pub fn get(reader: &SqliteReader, owner: &str, id: &str) -> StoreResult<Option<T
 
 /// One page of the owner's tasks.
 pub fn list(reader: &SqliteReader, owner: &str, query: &ListQuery) -> StoreResult<Vec<TaskRecord>> {
-    let (order_by, column, after) = order_sql(query.order);
-    let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = ?1");
-    let mut parameters = 1;
-    if query.completed.is_some() {
-        parameters += 1;
-        sql.push_str(&format!(" AND completed = ?{parameters}"));
-    }
-    if query.after.is_some() {
-        sql.push_str(&format!(
-            " AND ({column}, id) {after} (?{}, ?{})",
-            parameters + 1,
-            parameters + 2
-        ));
-        parameters += 2;
-    }
-    sql.push_str(&format!(" ORDER BY {order_by} LIMIT ?{}", parameters + 1));
+    let sql = list_sql(query, '?');
     Ok(reader.read(|connection| {
         let mut statement = connection.prepare_cached(&sql)?;
         let mut index = 1;
