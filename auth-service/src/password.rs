@@ -500,3 +500,89 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the password rules (validation only: nothing here hashes).
+#[cfg(test)]
+mod fuzz {
+    use prop::sample::Index;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Any character, with blanks and wide ones (up to four bytes) more often than chance.
+    fn tricky_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            3 => any::<char>(),
+            2 => prop::sample::select(vec![' ', '\t', '\n', '\u{3000}', '\0']),
+            2 => prop::sample::select(vec!['a', 'Z', '1', 'é', '中', '🙂', '\u{10ffff}']),
+        ]
+    }
+
+    /// Short strings, and strings around the character and byte limits.
+    fn password() -> impl Strategy<Value = String> {
+        let ends = || prop::collection::vec(tricky_char(), 0..6);
+        prop_oneof![
+            prop::collection::vec(tricky_char(), 0..20).prop_map(String::from_iter),
+            (
+                ends(),
+                tricky_char(),
+                MAX_PASSWORD_CHARS - 8..MAX_PASSWORD_CHARS + 4,
+                ends()
+            )
+                .prop_map(|(head, fill, run, tail)| {
+                    let mut text = String::from_iter(head);
+                    text.extend(std::iter::repeat_n(fill, run));
+                    text.extend(tail);
+                    text
+                }),
+            (tricky_char(), 0..4 * MAX_PASSWORD_BYTES).prop_map(|(c, n)| c.to_string().repeat(n)),
+        ]
+    }
+
+    /// The common-passwords list in a fixed order, to pick from.
+    static LISTED: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        let mut listed: Vec<&'static str> = COMMON_PASSWORDS.iter().copied().collect();
+        listed.sort_unstable();
+        listed
+    });
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn a_password_is_accepted_iff_8_to_256_characters_at_most_1_kib_not_blank_nor_common(
+            password in password(),
+        ) {
+            let chars = password.chars().count();
+            let valid = (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars)
+                && password.len() <= MAX_PASSWORD_BYTES
+                && !password.chars().all(char::is_whitespace)
+                && !COMMON_PASSWORDS.contains(password.to_lowercase().as_str());
+            let problem = password_problem(&password);
+            prop_assert_eq!(problem.is_none(), valid, "{:?}", problem);
+        }
+
+        #[test]
+        fn listed_passwords_are_refused_in_any_ascii_case(
+            at in any::<Index>(),
+            upper in prop::collection::vec(any::<bool>(), 1..16),
+        ) {
+            let entry = LISTED[at.index(LISTED.len())];
+            prop_assert_eq!(entry.to_lowercase(), entry, "the list is lower-cased");
+            let typed: String = entry
+                .chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+                .collect();
+            prop_assert!(is_common(&typed), "{:?}", typed);
+            prop_assert!(password_problem(&typed).is_some());
+        }
+
+        #[test]
+        fn commonness_ignores_case(password in password()) {
+            let common = is_common(&password);
+            prop_assert_eq!(is_common(&password.to_lowercase()), common);
+            prop_assert_eq!(is_common(&password.to_ascii_uppercase()), common);
+        }
+    }
+}

@@ -138,3 +138,152 @@ mod tests {
         assert!(display_name_problem("").is_some());
     }
 }
+
+/// Property tests: any string at all gets the documented answer without a panic, normalising is
+/// idempotent, and every address of the documented syntax is accepted up to 254 characters.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Any character, with blanks, controls, the email punctuation and case-changing letters
+    /// (`İ` lower-cases to two characters, `Σ` by context) more often than chance gives.
+    fn tricky_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            4 => any::<char>(),
+            2 => prop::sample::select(vec![
+                ' ', '\t', '\n', '\u{a0}', '\u{3000}', '\0', '\u{7}', '\u{85}',
+            ]),
+            3 => prop::sample::select(vec![
+                '@', '.', '-', '+', 'A', 'z', '9', 'İ', 'Σ', 'ß', 'K', '🙂',
+            ]),
+        ]
+    }
+
+    /// Short strings of any characters, and runs around `limit` characters.
+    fn text_near(limit: usize) -> impl Strategy<Value = String> {
+        let ends = || prop::collection::vec(tricky_char(), 0..6);
+        prop_oneof![
+            prop::collection::vec(tricky_char(), 0..40).prop_map(String::from_iter),
+            (ends(), tricky_char(), limit - 8..limit + 4, ends()).prop_map(
+                |(head, fill, run, tail)| {
+                    let mut text = String::from_iter(head);
+                    text.extend(std::iter::repeat_n(fill, run));
+                    text.extend(tail);
+                    text
+                }
+            ),
+        ]
+    }
+
+    /// An address of the documented syntax (lower case), of any length up to about 450.
+    fn address() -> impl Strategy<Value = String> {
+        let local = "[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}";
+        let label = prop_oneof!["[a-z0-9]", "[a-z0-9][a-z0-9-]{0,61}[a-z0-9]",];
+        (local, prop::collection::vec(label, 2..7))
+            .prop_map(|(local, labels)| format!("{local}@{}", labels.join(".")))
+    }
+
+    /// `text` with the ASCII letters picked by `upper` in upper case.
+    fn recase(text: &str, upper: &[bool]) -> String {
+        text.chars()
+            .zip(upper.iter().cycle())
+            .map(|(c, up)| if *up { c.to_ascii_uppercase() } else { c })
+            .collect()
+    }
+
+    fn blanks() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![' ', '\t', '\n', '\u{3000}']),
+            0..3,
+        )
+        .prop_map(String::from_iter)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn normalising_is_idempotent_trimmed_and_lower_case(email in text_near(MAX_EMAIL_CHARS)) {
+            let normal = normalize_email(&email);
+            prop_assert_eq!(normalize_email(&normal), normal.clone());
+            prop_assert_eq!(normal.trim(), normal.as_str());
+            prop_assert_eq!(normal.to_lowercase(), normal);
+        }
+
+        #[test]
+        fn every_address_of_the_syntax_is_accepted_up_to_254_characters(
+            email in address(),
+        ) {
+            let problem = email_problem(&email);
+            prop_assert_eq!(
+                problem.is_none(),
+                email.len() <= MAX_EMAIL_CHARS,
+                "{:?} ({} characters)",
+                problem,
+                email.len()
+            );
+        }
+
+        #[test]
+        fn an_address_is_one_account_in_any_case_and_with_any_surrounding_blanks(
+            email in address().prop_filter("short enough", |e| e.len() <= MAX_EMAIL_CHARS),
+            upper in prop::collection::vec(any::<bool>(), 1..16),
+            lead in blanks(),
+            trail in blanks(),
+        ) {
+            let typed = format!("{lead}{}{trail}", recase(&email, &upper));
+            let normal = normalize_email(&typed);
+            prop_assert_eq!(&normal, &email);
+            prop_assert_eq!(email_problem(&normal), None);
+        }
+
+        #[test]
+        fn accepted_emails_are_ascii_with_one_at_and_at_most_254_characters(
+            email in prop_oneof![
+                text_near(MAX_EMAIL_CHARS).prop_map(|e| normalize_email(&e)),
+                address(),
+            ],
+        ) {
+            if email_problem(&email).is_none() {
+                prop_assert!(email.is_ascii(), "{:?}", email);
+                prop_assert!(email.len() <= MAX_EMAIL_CHARS);
+                prop_assert_eq!(email.matches('@').count(), 1);
+                let (local, domain) = email.split_once('@').unwrap();
+                prop_assert!(!local.is_empty() && local.len() <= MAX_LOCAL_PART_CHARS);
+                prop_assert!(domain.contains('.'));
+            }
+            if email.is_empty() {
+                prop_assert_eq!(email_problem(&email), Some("is required"));
+            }
+        }
+
+        #[test]
+        fn a_display_name_is_accepted_iff_1_to_100_characters_without_controls(
+            name in text_near(MAX_DISPLAY_NAME_CHARS),
+        ) {
+            let chars = name.chars().count();
+            let valid = (1..=MAX_DISPLAY_NAME_CHARS).contains(&chars)
+                && !name.chars().any(char::is_control);
+            prop_assert_eq!(display_name_problem(&name).is_none(), valid);
+        }
+
+        #[test]
+        fn the_stored_display_name_is_the_trimmed_one_or_a_valid_default(
+            given in prop_oneof![text_near(MAX_DISPLAY_NAME_CHARS), blanks()],
+            email in address().prop_filter("valid", |e| email_problem(e).is_none()),
+        ) {
+            let stored = display_name_or_default(&given, &email);
+            prop_assert_eq!(stored.trim(), stored.as_str());
+            if given.trim().is_empty() {
+                // The default is the local part, which always makes a valid display name.
+                prop_assert_eq!(Some(stored.as_str()), email.split('@').next());
+                prop_assert_eq!(display_name_problem(&stored), None);
+            } else {
+                prop_assert_eq!(stored.as_str(), given.trim());
+            }
+            prop_assert_eq!(display_name_or_default(&stored, &email), stored.clone(), "idempotent");
+        }
+    }
+}

@@ -283,7 +283,7 @@ mod tests {
     /// then panics on first use).
     const RFC8037_SEED_HEX: &str =
         "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
-    const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    pub(super) const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
 
     fn rfc8037_key() -> jsonwebtoken::EncodingKey {
         // PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410): a fixed prefix, then the seed.
@@ -297,7 +297,7 @@ mod tests {
         jsonwebtoken::EncodingKey::from_ed_der(&der)
     }
 
-    fn token(claims: &AccessClaims, typ: &str) -> String {
+    pub(super) fn token(claims: &AccessClaims, typ: &str) -> String {
         let mut header = jsonwebtoken::Header::new(ALGORITHM);
         header.typ = Some(typ.to_owned());
         header.kid = Some("k1".to_owned());
@@ -377,6 +377,196 @@ mod tests {
                 verifier.verify(token, &keys),
                 Err(TokenError::Invalid),
                 "{token:.20}"
+            );
+        }
+    }
+}
+
+/// Property tests: any `authorization` value and any token string is refused with an error,
+/// never a panic, and no edit of a real token passes.
+#[cfg(test)]
+mod fuzz {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use prop::sample::Index;
+    use proptest::prelude::*;
+
+    use super::{
+        tests::{RFC8037_X, token},
+        *,
+    };
+
+    fn headers(value: &http::HeaderValue) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("authorization", value.clone());
+        headers
+    }
+
+    /// Header values: any bytes, and `<scheme><blanks><token>` with the scheme in any case.
+    fn authorization() -> impl Strategy<Value = Vec<u8>> {
+        let scheme = prop_oneof![
+            prop::sample::select(vec![
+                "Bearer", "bearer", "BEARER", "bEaReR", "Basic", "Bearer:", ""
+            ])
+            .prop_map(str::to_owned),
+            "[ -~]{0,8}",
+        ];
+        let blanks = prop::sample::select(vec!["", " ", "  ", "\t", " \t "]);
+        let token = prop_oneof!["[ -~]{0,40}", "[A-Za-z0-9_.-]{1,40}"];
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..48),
+            (scheme, blanks.clone(), token, blanks)
+                .prop_map(|(s, b, t, end)| format!("{s}{b}{t}{end}").into_bytes()),
+        ]
+    }
+
+    /// Strings shaped like JWTs: base64url JSON headers of every `alg`, `typ` and `kid` mix.
+    fn jwt_like() -> impl Strategy<Value = (String, Option<String>)> {
+        let alg = prop::sample::select(vec!["EdDSA", "HS256", "RS256", "none", "ES256"]);
+        let typ = prop::option::of(prop::sample::select(vec!["at+jwt", "JWT", "AT+JWT"]));
+        let kid = prop::option::of(prop_oneof![Just("k1".to_owned()), "[a-z0-9]{1,8}"]);
+        let segment = "[A-Za-z0-9_-]{0,60}";
+        (alg, typ, kid, segment, segment).prop_map(|(alg, typ, kid, claims, signature)| {
+            let mut header = format!(r#"{{"alg":"{alg}""#);
+            if let Some(typ) = typ {
+                header += &format!(r#","typ":"{typ}""#);
+            }
+            if let Some(kid) = &kid {
+                header += &format!(r#","kid":"{kid}""#);
+            }
+            header += "}";
+            let token = format!("{}.{claims}.{signature}", URL_SAFE_NO_PAD.encode(header));
+            // The key id the verifier would look up, when the header passes its checks.
+            let looked_up = (alg == "EdDSA" && typ == Some(TOKEN_TYPE))
+                .then_some(kid)
+                .flatten();
+            (token, looked_up)
+        })
+    }
+
+    /// One edit of a token.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Truncate(Index),
+        Replace(Index, char),
+        Insert(Index, char),
+        Remove(Index),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        let char = prop_oneof![
+            4 => prop::sample::select(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+                    .chars()
+                    .collect::<Vec<_>>()
+            ),
+            1 => any::<char>(),
+        ];
+        prop_oneof![
+            any::<Index>().prop_map(Edit::Truncate),
+            (any::<Index>(), char.clone()).prop_map(|(at, c)| Edit::Replace(at, c)),
+            (any::<Index>(), char).prop_map(|(at, c)| Edit::Insert(at, c)),
+            any::<Index>().prop_map(Edit::Remove),
+        ]
+    }
+
+    fn apply(token: &str, edit: &Edit) -> String {
+        let mut chars: Vec<char> = token.chars().collect();
+        match edit {
+            Edit::Truncate(at) => chars.truncate(at.index(chars.len())),
+            Edit::Replace(at, c) => {
+                let i = at.index(chars.len());
+                chars[i] = *c;
+            }
+            Edit::Insert(at, c) => chars.insert(at.index(chars.len() + 1), *c),
+            Edit::Remove(at) => {
+                chars.remove(at.index(chars.len()));
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    /// A key set with the RFC 8037 key as `k1`, and a token it signed, valid for ten minutes.
+    fn signed() -> (KeySet, String) {
+        let mut keys = KeySet::new();
+        keys.insert_ed25519("k1", RFC8037_X).unwrap();
+        let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
+        let claims = AccessClaims {
+            iss: "iss".into(),
+            aud: "aud".into(),
+            sub: "user-1".into(),
+            email: "a@example.com".into(),
+            iat: now,
+            nbf: now,
+            exp: now + 600,
+            jti: "j".into(),
+        };
+        (keys, token(&claims, TOKEN_TYPE))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn authorization_values_give_the_bearer_token_or_an_error(value in authorization()) {
+            // Bytes that cannot be a header value never reach us.
+            let Ok(value) = http::HeaderValue::from_bytes(&value) else {
+                return Ok(());
+            };
+            let headers = headers(&value);
+            let result = bearer_token_of_headers(&headers);
+            // The documented form, spelled independently: visible ASCII, `bearer` in any case,
+            // one space, then the token less surrounding blanks.
+            let expected = value.to_str().ok().and_then(|text| {
+                let scheme = text.get(..7)?;
+                scheme.eq_ignore_ascii_case("bearer ").then(|| text[7..].trim())
+            });
+            match expected {
+                Some("") => prop_assert_eq!(result, Err(TokenError::Missing)),
+                Some(token) => prop_assert_eq!(result, Ok(token)),
+                None => prop_assert_eq!(result, Err(TokenError::Invalid)),
+            }
+        }
+
+        #[test]
+        fn any_string_is_refused_as_a_token(
+            token in prop_oneof![
+                any::<String>(),
+                "[ -~]{0,200}",
+                "[A-Za-z0-9_-]{1,40}\\.[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,90}",
+            ],
+        ) {
+            let (keys, _) = signed();
+            let result = TokenVerifier::new("iss", "aud").verify(&token, &keys);
+            prop_assert_eq!(result, Err(TokenError::Invalid));
+        }
+
+        #[test]
+        fn jwt_shaped_strings_are_refused_naming_only_an_unknown_key(
+            (token, looked_up) in jwt_like(),
+        ) {
+            let (keys, _) = signed();
+            let result = TokenVerifier::new("iss", "aud").verify(&token, &keys);
+            match looked_up {
+                Some(kid) if kid != "k1" => {
+                    prop_assert_eq!(result, Err(TokenError::UnknownKey(kid)));
+                }
+                _ => prop_assert_eq!(result, Err(TokenError::Invalid)),
+            }
+        }
+
+        #[test]
+        fn no_edit_of_a_signed_token_passes(edit in edit()) {
+            let (keys, token) = signed();
+            let verifier = TokenVerifier::new("iss", "aud");
+            prop_assert!(verifier.verify(&token, &keys).is_ok());
+            let edited = apply(&token, &edit);
+            prop_assume!(edited != token);
+            let result = verifier.verify(&edited, &keys);
+            prop_assert!(
+                matches!(result, Err(TokenError::Invalid | TokenError::UnknownKey(_))),
+                "{:?} for {:?}",
+                result,
+                edit
             );
         }
     }

@@ -25,15 +25,18 @@ pub fn page_size(requested: i32) -> Result<i64, &'static str> {
     }
 }
 
-/// Parses a filter: empty, `completed = true` or `completed = false` (spaces optional).
-/// Returns the state to keep, if any.
+/// Parses a filter: empty, `completed = true` or `completed = false` (spaces optional around
+/// each word, never inside one). Returns the state to keep, if any.
 pub fn parse_filter(filter: &str) -> Result<Option<bool>, &'static str> {
-    let compact: String = filter.chars().filter(|c| !c.is_whitespace()).collect();
-    match compact.as_str() {
-        "" => Ok(None),
-        "completed=true" => Ok(Some(true)),
-        "completed=false" => Ok(Some(false)),
-        _ => Err("supported filters: `completed = true`, `completed = false`"),
+    const SUPPORTED: &str = "supported filters: `completed = true`, `completed = false`";
+    if filter.trim().is_empty() {
+        return Ok(None);
+    }
+    let (field, value) = filter.split_once('=').ok_or(SUPPORTED)?;
+    match (field.trim(), value.trim()) {
+        ("completed", "true") => Ok(Some(true)),
+        ("completed", "false") => Ok(Some(false)),
+        _ => Err(SUPPORTED),
     }
 }
 
@@ -157,6 +160,9 @@ mod tests {
             "completed",
             "completed = true OR x",
             "DROP TABLE",
+            "comp leted = true",
+            "completed = f alse",
+            "completed == true",
         ] {
             assert!(parse_filter(bad).is_err(), "{bad}");
         }
@@ -245,6 +251,399 @@ mod tests {
         let print = fingerprint("u1", None, order);
         for bad in ["", "!!!", "bm90IGpzb24", &"A".repeat(5000)] {
             assert!(decode_token(bad, &print, order).is_err(), "{bad:.20}");
+        }
+    }
+}
+
+/// Property tests: any page size, filter, order or page token gets the documented answer
+/// without a panic, and a token is only ever accepted by the listing it was issued for.
+#[cfg(test)]
+mod fuzz {
+    use prop::sample::Index;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::validate::{MAX_TITLE_CHARS, title_problem};
+
+    fn blank_char() -> impl Strategy<Value = char> {
+        prop::sample::select(vec![
+            ' ', '\t', '\n', '\r', '\u{a0}', '\u{2003}', '\u{3000}',
+        ])
+    }
+
+    /// Any character, blanks more often, and the ones JSON and the filter syntax treat specially.
+    fn tricky_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            4 => any::<char>(),
+            2 => blank_char(),
+            1 => prop::sample::select(vec!['\0', '\u{1}', '"', '\\', '=', '🙂', 'é']),
+        ]
+    }
+
+    /// At least `min` blanks.
+    fn blanks(min: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec(blank_char(), min..min + 3).prop_map(String::from_iter)
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::collection::vec(tricky_char(), 0..40).prop_map(String::from_iter)
+    }
+
+    /// `text` with `extra` inserted at one of its character boundaries.
+    fn insert(text: &str, at: Index, extra: &str) -> String {
+        let boundaries: Vec<usize> = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain([text.len()])
+            .collect();
+        let i = boundaries[at.index(boundaries.len())];
+        format!("{}{extra}{}", &text[..i], &text[i..])
+    }
+
+    /// A documented spelling with up to three random characters inserted somewhere.
+    fn near(documented: Vec<&'static str>) -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(documented),
+            any::<Index>(),
+            prop::collection::vec(tricky_char(), 0..3),
+        )
+            .prop_map(|(spelling, at, extra)| insert(spelling, at, &String::from_iter(extra)))
+    }
+
+    fn order() -> impl Strategy<Value = Order> {
+        (
+            prop::sample::select(vec![
+                SortKey::CreateTime,
+                SortKey::UpdateTime,
+                SortKey::Title,
+            ]),
+            any::<bool>(),
+        )
+            .prop_map(|(key, descending)| Order { key, descending })
+    }
+
+    /// What a token is bound to: owner, filter and order.
+    fn listing() -> impl Strategy<Value = (String, Option<bool>, Order)> {
+        let owner = prop_oneof![
+            prop::sample::select(vec!["u1".to_owned(), "u2".to_owned()]),
+            "[a-z0-9-]{1,40}",
+        ];
+        (owner, any::<Option<bool>>(), order())
+    }
+
+    /// A title the service accepts, up to 200 characters of any kind, control characters (the
+    /// longest JSON escapes) included.
+    fn valid_title() -> impl Strategy<Value = String> {
+        let char = prop_oneof![
+            any::<char>(),
+            prop::sample::select(vec!['\u{1}', '\u{1f}', '"', '\\', '🙂', ' ']),
+        ];
+        prop_oneof![
+            prop::collection::vec(char.clone(), 0..MAX_TITLE_CHARS),
+            (char, 0..MAX_TITLE_CHARS).prop_map(|(c, n)| vec![c; n]),
+        ]
+        .prop_map(|chars| {
+            let mut title = String::from("t");
+            title.extend(chars.into_iter().filter(|c| *c != '\0'));
+            title
+        })
+    }
+
+    /// The cursor after a task (a UUID id) in `order`.
+    fn cursor(order: Order, time: i64, title: String, id: u128) -> Cursor {
+        let key = match order.key {
+            SortKey::Title => CursorKey::Text(title),
+            SortKey::CreateTime | SortKey::UpdateTime => CursorKey::Time(time),
+        };
+        Cursor {
+            key,
+            id: uuid::Uuid::from_u128(id).to_string(),
+        }
+    }
+
+    /// One edit of a token.
+    #[derive(Clone, Debug)]
+    enum Mutation {
+        Truncate(Index),
+        Replace(Index, char),
+        Insert(Index, char),
+        Remove(Index),
+    }
+
+    fn mutation() -> impl Strategy<Value = Mutation> {
+        // Mostly base64url characters, so that the edit usually still decodes.
+        let char = prop_oneof![
+            4 => prop::sample::select(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                    .chars()
+                    .collect::<Vec<_>>()
+            ),
+            1 => any::<char>(),
+        ];
+        prop_oneof![
+            any::<Index>().prop_map(Mutation::Truncate),
+            (any::<Index>(), char.clone()).prop_map(|(at, c)| Mutation::Replace(at, c)),
+            (any::<Index>(), char).prop_map(|(at, c)| Mutation::Insert(at, c)),
+            any::<Index>().prop_map(Mutation::Remove),
+        ]
+    }
+
+    /// `token` (ASCII) edited by `mutation`.
+    fn mutate(token: &str, mutation: &Mutation) -> String {
+        let mut chars: Vec<char> = token.chars().collect();
+        match mutation {
+            Mutation::Truncate(at) => chars.truncate(at.index(chars.len())),
+            Mutation::Replace(at, c) => {
+                let i = at.index(chars.len());
+                chars[i] = *c;
+            }
+            Mutation::Insert(at, c) => chars.insert(at.index(chars.len() + 1), *c),
+            Mutation::Remove(at) => {
+                chars.remove(at.index(chars.len()));
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn page_sizes_follow_aip_158(requested in prop_oneof![any::<i32>(), -3..=103]) {
+            let served = page_size(requested);
+            match requested {
+                ..0 => prop_assert!(served.is_err()),
+                0 => prop_assert_eq!(served, Ok(DEFAULT_PAGE_SIZE)),
+                1..=100 => prop_assert_eq!(served, Ok(i64::from(requested))),
+                _ => prop_assert_eq!(served, Ok(MAX_PAGE_SIZE)),
+            }
+        }
+
+        #[test]
+        fn documented_filters_are_accepted_with_any_blanks_around_words(
+            lead in blanks(0),
+            before in blanks(0),
+            after in blanks(0),
+            trail in blanks(0),
+            state in any::<bool>(),
+        ) {
+            let filter = format!("{lead}completed{before}={after}{state}{trail}");
+            prop_assert_eq!(parse_filter(&filter), Ok(Some(state)));
+            prop_assert_eq!(parse_filter(&lead), Ok(None), "blank is no filter");
+        }
+
+        #[test]
+        fn blanks_inside_a_filter_word_are_refused(
+            in_field in any::<bool>(),
+            state in any::<bool>(),
+            at in any::<Index>(),
+            gap in blanks(1),
+        ) {
+            let (field, value) = ("completed".to_owned(), state.to_string());
+            let split = |word: &str| {
+                let i = 1 + at.index(word.len() - 1);
+                format!("{}{gap}{}", &word[..i], &word[i..])
+            };
+            let filter = if in_field {
+                format!("{} = {value}", split(&field))
+            } else {
+                format!("{field} = {}", split(&value))
+            };
+            prop_assert!(parse_filter(&filter).is_err(), "{filter:?}");
+        }
+
+        #[test]
+        fn any_other_filter_is_refused(
+            filter in prop_oneof![text(), near(vec!["completed = true", "completed=false"])],
+        ) {
+            // The documented grammar, spelled independently of the parser.
+            let documented = |filter: &str| -> Option<Option<bool>> {
+                let rest = filter.trim();
+                if rest.is_empty() {
+                    return Some(None);
+                }
+                let rest = rest.strip_prefix("completed")?.trim_start();
+                match rest.strip_prefix('=')?.trim_start() {
+                    "true" => Some(Some(true)),
+                    "false" => Some(Some(false)),
+                    _ => None,
+                }
+            };
+            match documented(&filter) {
+                Some(state) => prop_assert_eq!(parse_filter(&filter), Ok(state)),
+                None => prop_assert!(parse_filter(&filter).is_err(), "{filter:?}"),
+            }
+        }
+
+        #[test]
+        fn documented_orders_are_accepted_with_any_blanks_between_words(
+            (spelling, key) in prop::sample::select(vec![
+                ("create_time", SortKey::CreateTime),
+                ("update_time", SortKey::UpdateTime),
+                ("title", SortKey::Title),
+            ]),
+            direction in prop::option::of(prop::sample::select(
+                vec!["asc", "desc", "ASC", "DESC", "Desc", "aSc"],
+            )),
+            lead in blanks(0),
+            gap in blanks(1),
+            trail in blanks(0),
+        ) {
+            let order_by = match direction {
+                Some(direction) => format!("{lead}{spelling}{gap}{direction}{trail}"),
+                None => format!("{lead}{spelling}{trail}"),
+            };
+            let descending = direction.is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+            prop_assert_eq!(parse_order(&order_by), Ok(Order { key, descending }));
+            prop_assert_eq!(
+                parse_order(&lead),
+                Ok(Order { key: SortKey::CreateTime, descending: true }),
+                "blank is the default order"
+            );
+        }
+
+        #[test]
+        fn any_other_order_is_refused(
+            order_by in prop_oneof![
+                text(),
+                near(vec!["create_time desc", "update_time", "title DESC", "title asc"]),
+            ],
+        ) {
+            // The documented grammar: one field, then optionally `asc` or `desc` in any case.
+            let key = |field: &str| match field {
+                "create_time" => Some(SortKey::CreateTime),
+                "update_time" => Some(SortKey::UpdateTime),
+                "title" => Some(SortKey::Title),
+                _ => None,
+            };
+            let words: Vec<&str> = order_by.split_whitespace().collect();
+            let expected = match words.as_slice() {
+                [] => Some(Order { key: SortKey::CreateTime, descending: true }),
+                [field] => key(field).map(|key| Order { key, descending: false }),
+                [field, direction] => key(field).and_then(|key| {
+                    let descending = match direction.to_ascii_lowercase().as_str() {
+                        "asc" => false,
+                        "desc" => true,
+                        _ => return None,
+                    };
+                    Some(Order { key, descending })
+                }),
+                _ => None,
+            };
+            match expected {
+                Some(order) => prop_assert_eq!(parse_order(&order_by), Ok(order)),
+                None => prop_assert!(parse_order(&order_by).is_err(), "{order_by:?}"),
+            }
+        }
+
+        #[test]
+        fn tokens_for_every_cursor_a_listing_can_end_on_round_trip(
+            (owner, completed, order) in listing(),
+            time in any::<i64>(),
+            title in valid_title(),
+            id in any::<u128>(),
+        ) {
+            prop_assert_eq!(title_problem(&title), None);
+            let print = fingerprint(&owner, completed, order);
+            let cursor = cursor(order, time, title, id);
+            let token = encode_token(&print, &cursor);
+            prop_assert!(token.len() <= MAX_TOKEN_CHARS, "{} characters", token.len());
+            prop_assert_eq!(decode_token(&token, &print, order), Ok(cursor));
+        }
+
+        #[test]
+        fn a_token_is_refused_by_every_other_listing(
+            issued in listing(),
+            used in listing(),
+            time in any::<i64>(),
+            title in valid_title(),
+            id in any::<u128>(),
+        ) {
+            prop_assume!(issued != used);
+            let print = fingerprint(&issued.0, issued.1, issued.2);
+            let token = encode_token(&print, &cursor(issued.2, time, title, id));
+            let other = fingerprint(&used.0, used.1, used.2);
+            prop_assert_ne!(&other, &print);
+            prop_assert!(decode_token(&token, &other, used.2).is_err());
+        }
+
+        #[test]
+        fn edited_tokens_are_refused_or_stay_bound_to_their_listing(
+            (owner, completed, order) in listing(),
+            other in listing(),
+            time in any::<i64>(),
+            title in valid_title(),
+            id in any::<u128>(),
+            mutation in mutation(),
+        ) {
+            let print = fingerprint(&owner, completed, order);
+            let token = encode_token(&print, &cursor(order, time, title, id));
+            let edited = mutate(&token, &mutation);
+            let decoded = decode_token(&edited, &print, order);
+            if let Mutation::Truncate(_) = mutation {
+                prop_assert!(decoded.is_err(), "a strict prefix of a token is never one");
+            }
+            if let Ok(cursor) = &decoded {
+                // The token carries no MAC, so an edit may move the cursor, but only to a cursor
+                // of the same listing and order, which re-encodes to itself.
+                let text_key = matches!(cursor.key, CursorKey::Text(_));
+                prop_assert_eq!(text_key, order.key == SortKey::Title);
+                let again = encode_token(&print, cursor);
+                prop_assert_eq!(decode_token(&again, &print, order), Ok(cursor.clone()));
+            }
+            if other != (owner, completed, order) {
+                let other_print = fingerprint(&other.0, other.1, other.2);
+                prop_assert!(decode_token(&edited, &other_print, other.2).is_err());
+            }
+        }
+
+        #[test]
+        fn token_bodies_are_accepted_iff_bound_to_the_listing_with_a_key_of_its_order(
+            (owner, completed, order) in listing(),
+            own in any::<bool>(),
+            stranger in "[0-9a-f]{24}",
+            t in prop::option::of(any::<i64>()),
+            s in prop::option::of(prop_oneof![
+                text(),
+                // Around the longest token accepted.
+                (1400..1600usize).prop_map(|n| "x".repeat(n)),
+            ]),
+            i in text(),
+        ) {
+            let print = fingerprint(&owner, completed, order);
+            let f = if own { print.clone() } else { stranger };
+            let mut body = serde_json::json!({ "f": f, "i": i });
+            if let Some(t) = t {
+                body["t"] = t.into();
+            }
+            if let Some(s) = &s {
+                body["s"] = s.as_str().into();
+            }
+            let token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap());
+            let key = match (order.key, t, s) {
+                (SortKey::CreateTime | SortKey::UpdateTime, Some(t), None) => {
+                    Some(CursorKey::Time(t))
+                }
+                (SortKey::Title, None, Some(s)) => Some(CursorKey::Text(s)),
+                _ => None,
+            };
+            let expected = key
+                .filter(|_| f == print && token.len() <= MAX_TOKEN_CHARS)
+                .map(|key| Cursor { key, id: i });
+            prop_assert_eq!(decode_token(&token, &print, order).ok(), expected);
+        }
+
+        #[test]
+        fn any_string_is_refused_or_a_cursor_of_the_order(
+            token in prop_oneof![text(), "[A-Za-z0-9_-]{0,200}", "[ -~]{2040,2060}"],
+            (owner, completed, order) in listing(),
+        ) {
+            let print = fingerprint(&owner, completed, order);
+            if let Ok(cursor) = decode_token(&token, &print, order) {
+                prop_assert!(token.len() <= MAX_TOKEN_CHARS);
+                let text_key = matches!(cursor.key, CursorKey::Text(_));
+                prop_assert_eq!(text_key, order.key == SortKey::Title);
+            }
         }
     }
 }

@@ -72,14 +72,17 @@ fn caller<T>(request: &Request<T>) -> Result<String, TaskError> {
         })
 }
 
-/// The version an etag stands for; `None` for an empty etag.
-fn parse_etag(etag: &str, field: &str) -> Result<Option<i64>, TaskError> {
-    if etag.is_empty() {
+/// The version an etag stands for; `None` for an empty etag. Only the exact spelling this
+/// service issues is taken: `v+7` or `v07` never came from us, so they are refused rather than
+/// read as `v7`.
+fn parse_etag(given: &str, field: &str) -> Result<Option<i64>, TaskError> {
+    if given.is_empty() {
         return Ok(None);
     }
-    etag.strip_prefix('v')
+    given
+        .strip_prefix('v')
         .and_then(|v| v.parse::<i64>().ok())
-        .filter(|v| *v > 0)
+        .filter(|v| *v > 0 && etag(*v) == given)
         .map(Some)
         .ok_or_else(|| TaskError::invalid(field, "is not an etag of this service"))
 }
@@ -465,8 +468,50 @@ mod tests {
     fn etags_round_trip_and_garbage_is_refused() {
         assert_eq!(parse_etag(&etag(7), "etag").unwrap(), Some(7));
         assert_eq!(parse_etag("", "etag").unwrap(), None);
-        for bad in ["7", "v", "v-1", "v0", "W/\"7\"", "vx"] {
+        for bad in ["7", "v", "v-1", "v0", "W/\"7\"", "vx", "v07", "v+7", "v7 "] {
             assert!(parse_etag(bad, "etag").is_err(), "{bad}");
+        }
+    }
+}
+
+/// Property tests: every etag we issue parses back, and no other string is taken for one.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn every_issued_etag_parses_back_to_its_version(version in 1..=i64::MAX) {
+            prop_assert_eq!(parse_etag(&etag(version), "etag").ok(), Some(Some(version)));
+        }
+
+        #[test]
+        fn only_issued_etags_are_taken(
+            given in prop_oneof![
+                any::<String>(),
+                "v[-+0]?[0-9]{0,20}",
+                any::<i64>().prop_map(|v| format!("v{v}")),
+                any::<String>().prop_map(|s| format!("v{s}")),
+            ],
+        ) {
+            // What we issue: `v`, then a positive i64 in decimal without sign or leading zero.
+            let issued = given.strip_prefix('v').is_some_and(|digits| {
+                digits.bytes().all(|b| b.is_ascii_digit())
+                    && !digits.starts_with('0')
+                    && digits.parse::<i64>().is_ok()
+            });
+            match parse_etag(&given, "etag") {
+                Ok(None) => prop_assert!(given.is_empty()),
+                Ok(Some(version)) => {
+                    prop_assert!(issued && version > 0, "{:?}", given);
+                    prop_assert_eq!(etag(version), given);
+                }
+                Err(_) => prop_assert!(!issued && !given.is_empty(), "{:?}", given),
+            }
         }
     }
 }
