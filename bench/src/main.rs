@@ -13,10 +13,7 @@
 //! Every figure comes from this harness's own Rust client (tonic for gRPC, tonic-web over
 //! hyper's HTTP/1.1 client for gRPC-web), sharing the 2 cores with the servers.
 
-mod clients;
-mod load;
 mod scale;
-mod servers;
 mod tools;
 
 use std::{
@@ -30,12 +27,13 @@ use serde::Serialize;
 
 use todo_proto::task::v1::{CreateTaskRequest, GetTaskRequest, ListTasksRequest, Task};
 
-use crate::{
+use todo_bench::{
     clients::{Auth, Path, Tasks},
     load::{Measured, drive},
-    servers::{ProcStats, Stack, Storage},
-    tools::{Call, Tools},
+    servers::{self, ProcStats, Settings, Stack, Storage},
 };
+
+use crate::tools::{Call, Tools};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -297,11 +295,17 @@ async fn task_clients(stack: &Stack, path: Path, token: &str, workers: usize) ->
 }
 
 async fn run_database(cli: &Cli, database: &'static str, storage: Storage, results: &mut Results) {
-    let bin_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
-        .expect("the harness's directory");
-    let stack = Stack::start(&bin_dir, &storage).await;
+    let settings = Settings {
+        // The load comes from one address and is meant to be served.
+        gateway: servers::args(&[
+            "--gateway-auth-calls-per-minute",
+            "100000000",
+            "--gateway-max-concurrent-calls",
+            "100000",
+        ]),
+        ..Settings::default()
+    };
+    let stack = Stack::start(&servers::bin_dir(), &storage, &settings).await;
     for server in stack.servers() {
         results
             .idle_rss_mib
@@ -925,35 +929,6 @@ async fn settle(storage: &Storage) {
     }
 }
 
-async fn postgres_storage(admin_url: &str) -> Storage {
-    use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url}: {e}"));
-    let stamp = std::process::id();
-    let mut urls = Vec::new();
-    for name in [
-        format!("todo_bench_auth_{stamp}"),
-        format!("todo_bench_tasks_{stamp}"),
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("drop");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .expect("create");
-        let server = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url, |(server, _)| server);
-        urls.push(format!("{server}/{name}"));
-    }
-    Storage::Postgres(urls[0].clone(), urls[1].clone())
-}
-
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -969,7 +944,7 @@ async fn main() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     if matches!(cli.database, Databases::Postgres | Databases::Both) {
-        let storage = postgres_storage(&cli.postgres_url).await;
+        let storage = Storage::postgres(&cli.postgres_url, "bench").await;
         run_database(&cli, "postgres", storage, &mut results).await;
     }
 

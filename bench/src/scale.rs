@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use serde::Serialize;
 
-use crate::{
+use todo_bench::{
     clients::{Auth, Path, Tasks},
     load::drive,
     servers::{Stack, Storage},

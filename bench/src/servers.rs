@@ -4,7 +4,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -19,6 +19,9 @@ pub struct Server {
     pub name: &'static str,
     /// Where it listens.
     pub addr: SocketAddr,
+    program: PathBuf,
+    args: Vec<String>,
+    log: Option<PathBuf>,
     child: Child,
 }
 
@@ -66,6 +69,80 @@ impl Server {
     }
 }
 
+impl Server {
+    fn spawn(
+        program: PathBuf,
+        name: &'static str,
+        addr: SocketAddr,
+        args: Vec<String>,
+        log: Option<PathBuf>,
+    ) -> Self {
+        let child = launch(&program, &args, log.as_deref());
+        Self {
+            name,
+            addr,
+            program,
+            args,
+            log,
+            child,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process outright (`SIGKILL`: no chance to flush or answer) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends `SIGTERM` and returns at once.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status, or `None` if it still runs.
+    pub async fn exited(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Starts the server again, with the same settings on the same address, once the previous
+    /// process has exited (it is killed if it has not), and waits until it serves `service`.
+    pub async fn restart(&mut self, service: &str) {
+        if self.exited(Duration::ZERO).await.is_none() {
+            self.kill();
+        }
+        self.child = launch(&self.program, &self.args, self.log.as_deref());
+        wait_serving(self, service).await;
+    }
+
+    /// Lines of the server's log (when it has one) that report a panic.
+    pub fn logged_panics(&self) -> Vec<String> {
+        self.log
+            .as_deref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("panic"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -108,24 +185,31 @@ pub enum Storage {
     Postgres(String, String),
 }
 
-fn spawn(bin_dir: &Path, name: &'static str, addr: SocketAddr, args: &[String]) -> Server {
-    let path = bin_dir.join(name);
-    let child = Command::new(&path)
+fn launch(program: &Path, args: &[String], log: Option<&Path>) -> Child {
+    let stderr = match log {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_or_else(|e| panic!("log file {}: {e}", path.display()), Stdio::from),
+        None => Stdio::inherit(),
+    };
+    Command::new(program)
         .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap_or_else(|e| {
             panic!(
                 "cannot start {} ({e}); run `cargo build --release --bins` first",
-                path.display()
+                program.display()
             )
-        });
-    Server { name, addr, child }
+        })
 }
 
-async fn wait_serving(server: &Server, service: &str) {
+/// Waits until `server` reports `service` as serving.
+pub async fn wait_serving(server: &Server, service: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
@@ -145,9 +229,37 @@ async fn wait_serving(server: &Server, service: &str) {
     }
 }
 
+/// Settings of a stack beyond its addresses and databases: extra arguments for each server
+/// and where their logs go.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Extra arguments of the auth service.
+    pub auth: Vec<String>,
+    /// Extra arguments of the task service.
+    pub task: Vec<String>,
+    /// Extra arguments of the gateway.
+    pub gateway: Vec<String>,
+    /// A directory for the servers' logs (`<name>.log`, appended); without it they go to this
+    /// process's stderr.
+    pub logs: Option<PathBuf>,
+}
+
+/// Arguments as owned strings.
+pub fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// The directory of the running executable, where cargo puts the servers' binaries too.
+pub fn bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .expect("the executable's directory")
+}
+
 impl Stack {
-    /// Starts the three release binaries from `bin_dir` on `storage`.
-    pub async fn start(bin_dir: &Path, storage: &Storage) -> Self {
+    /// Starts the three binaries from `bin_dir` on `storage`, with `settings`.
+    pub async fn start(bin_dir: &Path, storage: &Storage, settings: &Settings) -> Self {
         let (auth_addr, task_addr, gateway_addr) = (free_addr(), free_addr(), free_addr());
         let (data_dir, auth_db, task_db) = match storage {
             Storage::Sqlite(dir) => (dir.clone(), None, None),
@@ -156,43 +268,46 @@ impl Stack {
             }
         };
         let data = data_dir.display().to_string();
-        let mut auth_args = vec![
-            "--data-dir".into(),
-            data.clone(),
-            "--auth-listen-addr".into(),
-            auth_addr.to_string(),
-        ];
+        let mut auth_args = args(&["--data-dir", &data, "--auth-listen-addr"]);
+        auth_args.push(auth_addr.to_string());
         if let Some(url) = auth_db {
             auth_args.extend(["--auth-database-url".into(), url]);
         }
-        let mut task_args = vec![
-            "--data-dir".into(),
-            data,
-            "--task-listen-addr".into(),
+        auth_args.extend(settings.auth.iter().cloned());
+        let mut task_args = args(&["--data-dir", &data, "--task-listen-addr"]);
+        task_args.extend([
             task_addr.to_string(),
             "--task-auth-url".into(),
             format!("http://{auth_addr}"),
-        ];
+        ]);
         if let Some(url) = task_db {
             task_args.extend(["--task-database-url".into(), url]);
         }
-        let gateway_args = vec![
-            "--gateway-listen-addr".into(),
+        task_args.extend(settings.task.iter().cloned());
+        let mut gateway_args = args(&["--gateway-listen-addr"]);
+        gateway_args.extend([
             gateway_addr.to_string(),
             "--gateway-auth-backends".into(),
             format!("http://{auth_addr}"),
             "--gateway-task-backends".into(),
             format!("http://{task_addr}"),
-            // The load comes from one address and is meant to be served.
-            "--gateway-auth-calls-per-minute".into(),
-            "100000000".into(),
-            "--gateway-max-concurrent-calls".into(),
-            "100000".into(),
-        ];
+        ]);
+        gateway_args.extend(settings.gateway.iter().cloned());
+        if let Some(dir) = &settings.logs {
+            std::fs::create_dir_all(dir)
+                .unwrap_or_else(|e| panic!("log directory {}: {e}", dir.display()));
+        }
+        let server = |name: &'static str, addr, args| {
+            let log = settings
+                .logs
+                .as_ref()
+                .map(|dir| dir.join(format!("{name}.log")));
+            Server::spawn(bin_dir.join(name), name, addr, args, log)
+        };
         let stack = Self {
-            auth: spawn(bin_dir, "auth-service", auth_addr, &auth_args),
-            task: spawn(bin_dir, "task-service", task_addr, &task_args),
-            gateway: spawn(bin_dir, "gateway", gateway_addr, &gateway_args),
+            auth: server("auth-service", auth_addr, auth_args),
+            task: server("task-service", task_addr, task_args),
+            gateway: server("gateway", gateway_addr, gateway_args),
         };
         wait_serving(&stack.auth, "todo.auth.v1.AuthService").await;
         wait_serving(&stack.task, "todo.task.v1.TaskService").await;
@@ -203,5 +318,37 @@ impl Stack {
     /// The three servers.
     pub fn servers(&self) -> [&Server; 3] {
         [&self.auth, &self.task, &self.gateway]
+    }
+}
+
+impl Storage {
+    /// Two new, empty PostgreSQL databases (auth, tasks) on the server of `admin_url`, named
+    /// `todo_<label>_{auth,tasks}_<pid>` (dropped first if they exist).
+    pub async fn postgres(admin_url: &str, label: &str) -> Self {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url}: {e}"));
+        let stamp = std::process::id();
+        let server = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url, |(server, _)| server);
+        let mut urls = Vec::new();
+        for name in [
+            format!("todo_{label}_auth_{stamp}"),
+            format!("todo_{label}_tasks_{stamp}"),
+        ] {
+            for statement in [
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                format!("CREATE DATABASE {name}"),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("{statement}: {e}"));
+            }
+            urls.push(format!("{server}/{name}"));
+        }
+        Self::Postgres(urls[0].clone(), urls[1].clone())
     }
 }

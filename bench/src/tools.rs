@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-use crate::load::Measured;
+use todo_bench::load::Measured;
 
 /// One gRPC call, ready to send.
 #[derive(Clone, Debug)]

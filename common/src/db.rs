@@ -5,7 +5,16 @@
 //! their back-end ([`Database::Sqlite`] or [`Database::Postgres`]) and run plain runtime
 //! queries, so each back-end keeps its own SQL dialect.
 
-use std::{fmt, path::Path, str::FromStr, time::Duration};
+use std::{
+    fmt,
+    path::Path,
+    str::FromStr,
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 pub use crate::sqlite::{SqliteReader, SqliteWriter, WriteError, is_sqlite_unavailable};
 
@@ -191,7 +200,8 @@ macro_rules! __on_pool {
                 let _ = ($begin, $postgres);
                 $body
             }
-            $crate::db::Database::Postgres($pool) => {
+            $crate::db::Database::Postgres(pg) => {
+                let $pool = pg.pool()?;
                 let $begin = "BEGIN";
                 let $postgres = true;
                 let _ = ($begin, $postgres);
@@ -220,7 +230,89 @@ pub enum Database {
     /// Embedded SQLite in WAL mode.
     Sqlite(SqlitePools),
     /// PostgreSQL.
-    Postgres(PgPool),
+    Postgres(Postgres),
+}
+
+/// A PostgreSQL pool behind an availability gate.
+///
+/// A database server can go away (stopped, failed over, cut off). sqlx would then have every
+/// query wait for a connection, retrying to connect until its acquire timeout, so every call
+/// would hang until its deadline and the retries would storm the server as it comes back. A
+/// probe (its own connection, a `SELECT 1` every [`PROBE_INTERVAL`]) watches the server
+/// instead: while it cannot reach it, [`Postgres::pool`] fails at once with
+/// [`sqlx::Error::PoolTimedOut`] (which callers answer as `UNAVAILABLE`), and once it can, the
+/// pool is used again.
+#[derive(Clone, Debug)]
+pub struct Postgres {
+    pool: PgPool,
+    up: Arc<AtomicBool>,
+}
+
+/// How often the probe checks the server, and how long it waits for it.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a query waits for a pooled PostgreSQL connection: a busy pool beyond this is
+/// overloaded, and the caller is better told so (`UNAVAILABLE`) than kept waiting.
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Postgres {
+    /// The pool, unless the server is known to be unreachable.
+    pub fn pool(&self) -> Result<&PgPool, sqlx::Error> {
+        if self.up.load(Ordering::Relaxed) {
+            Ok(&self.pool)
+        } else {
+            Err(sqlx::Error::PoolTimedOut)
+        }
+    }
+
+    /// The pool whatever the gate says, for the few callers that wait for the server
+    /// themselves (the change-feed listener).
+    pub fn pool_unchecked(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn new(pool: PgPool, options: PgConnectOptions) -> Self {
+        let up = Arc::new(AtomicBool::new(true));
+        tokio::spawn(probe(options, Arc::downgrade(&up), pool.clone()));
+        Self { pool, up }
+    }
+}
+
+/// Keeps `up` telling whether the server answers, until the pool closes or the gate is gone.
+async fn probe(options: PgConnectOptions, up: Weak<AtomicBool>, pool: PgPool) {
+    use sqlx::Connection;
+    let mut connection: Option<sqlx::PgConnection> = None;
+    let mut interval = tokio::time::interval(PROBE_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(up) = up.upgrade() else { return };
+        if pool.is_closed() {
+            return;
+        }
+        let answered = tokio::time::timeout(PROBE_TIMEOUT, async {
+            let mut open = match connection.take() {
+                Some(open) => open,
+                None => sqlx::PgConnection::connect_with(&options).await?,
+            };
+            sqlx::query("SELECT 1").execute(&mut open).await?;
+            connection = Some(open);
+            Ok::<_, sqlx::Error>(())
+        })
+        .await;
+        let reachable = matches!(answered, Ok(Ok(())));
+        if up.swap(reachable, Ordering::Relaxed) != reachable {
+            if reachable {
+                tracing::info!("database reachable again");
+            } else {
+                let cause = match answered {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "no answer in time".to_owned(),
+                };
+                tracing::warn!(%cause, "database unreachable: calls fail at once until it is back");
+            }
+        }
+    }
 }
 
 /// Why a database could not be opened.
@@ -303,8 +395,8 @@ impl Database {
                 let options = PgConnectOptions::from_str(url.expose()).map_err(DbError::Connect)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(POSTGRES_MAX_CONNECTIONS)
-                    .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect_with(options)
+                    .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+                    .connect_with(options.clone())
                     .await
                     .map_err(DbError::Connect)?;
                 // Concurrent instances serialise on PostgreSQL's advisory lock here.
@@ -312,7 +404,7 @@ impl Database {
                     .run(&pool)
                     .await
                     .map_err(DbError::Migrate)?;
-                Self::Postgres(pool)
+                Self::Postgres(Postgres::new(pool, options))
             }
         };
         Ok(database)
@@ -330,7 +422,7 @@ impl Database {
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         match self {
             Self::Sqlite(pools) => sqlx::query("SELECT 1").execute(&pools.read).await.map(drop),
-            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Self::Postgres(pg) => sqlx::query("SELECT 1").execute(pg.pool()?).await.map(drop),
         }
     }
 
@@ -341,7 +433,7 @@ impl Database {
                 pools.write.close().await;
                 pools.read.close().await;
             }
-            Self::Postgres(pool) => pool.close().await,
+            Self::Postgres(pg) => pg.pool.close().await,
         }
     }
 }
@@ -444,5 +536,79 @@ mod tests {
         db.ping().await.unwrap();
         db.close().await;
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_fails_at_once_and_is_used_again_when_back() {
+        use crate::testing::{Backend as TestBackend, TestDatabase, backends};
+        use sqlx::Connection;
+        for backend in backends() {
+            let TestBackend::Postgres(admin_url) = &backend else {
+                continue;
+            };
+            let database = TestDatabase::create(&backend).await;
+            let none = Migrations {
+                sqlite: &[],
+                postgres: &[],
+            };
+            let db = database.connect(&none).await;
+            db.ping().await.unwrap();
+            let name = database.url.expose().rsplit('/').next().unwrap().to_owned();
+            let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+            let admin_sql = async |admin: &mut sqlx::PgConnection, sql: String| {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(admin)
+                    .await
+                    .unwrap();
+            };
+
+            // The database stops taking connections and drops those it has, as a stopped
+            // server would.
+            admin_sql(
+                &mut admin,
+                format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+            )
+            .await;
+            admin_sql(
+                &mut admin,
+                format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                ),
+            )
+            .await;
+            let Database::Postgres(pg) = &db else {
+                unreachable!("a PostgreSQL test database")
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while pg.pool().is_ok() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the gate never closed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let started = std::time::Instant::now();
+            let error = db.ping().await.unwrap_err();
+            assert!(is_unavailable(&error), "{error:?}");
+            assert!(
+                started.elapsed() < Duration::from_millis(50),
+                "waited {:?}",
+                started.elapsed()
+            );
+
+            admin_sql(
+                &mut admin,
+                format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+            )
+            .await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while db.ping().await.is_err() {
+                assert!(std::time::Instant::now() < deadline, "never used again");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            db.close().await;
+            admin.close().await.unwrap();
+            database.remove().await;
+        }
     }
 }

@@ -254,13 +254,28 @@ where
     }
 }
 
+/// A call the gateway takes: its backend, the body read so far, its place among the calls in
+/// flight.
+struct Admitted<'a> {
+    backend: &'a Arc<Backend>,
+    read: VecDeque<Bytes>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 impl Inner {
-    async fn forward<B>(&self, request: Request<B>) -> Result<Response<Body>, Status>
+    /// Checks a call before it is forwarded: a known service, the rate limit of sign-ups and
+    /// logins, room among the calls in flight, and the size of the first message (read up to
+    /// its header, so that an oversized one never reaches a backend).
+    async fn admit<B>(
+        &self,
+        parts: &http::request::Parts,
+        body: &mut B,
+    ) -> Result<Admitted<'_>, Status>
     where
         B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let path = request.uri().path().to_owned();
+        let path = parts.uri.path();
         let service = path
             .trim_start_matches('/')
             .split('/')
@@ -270,9 +285,9 @@ impl Inner {
             return Err(Status::unimplemented(format!("unknown service {service}")));
         };
 
-        if RATE_LIMITED.contains(&path.as_str())
-            && let Some(peer) = request
-                .extensions()
+        if RATE_LIMITED.contains(&path)
+            && let Some(peer) = parts
+                .extensions
                 .get::<TcpConnectInfo>()
                 .and_then(TcpConnectInfo::remote_addr)
             && let Err(not_until) = self.limits.auth_calls.check_key(&peer.ip())
@@ -289,7 +304,7 @@ impl Inner {
         }
 
         // Shed load at once rather than queue: the client may retry elsewhere or later.
-        let Ok(_permit) = self.limits.calls.clone().try_acquire_owned() else {
+        let Ok(permit) = self.limits.calls.clone().try_acquire_owned() else {
             return Err(ErrorStatus::new(
                 Code::Unavailable,
                 DOMAIN,
@@ -300,13 +315,10 @@ impl Inner {
             .build());
         };
 
-        let (mut parts, mut body) = request.into_parts();
-        // Read until the first message's header is in, to refuse an oversized one before it
-        // reaches a backend.
         let mut read = VecDeque::new();
         let mut seen = 0;
         while seen < 5 {
-            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         seen += data.len();
@@ -330,6 +342,34 @@ impl Inner {
             )
             .build());
         }
+        Ok(Admitted {
+            backend,
+            read,
+            _permit: permit,
+        })
+    }
+
+    async fn forward<B>(&self, request: Request<B>) -> Result<Response<Body>, Status>
+    where
+        B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut parts, mut body) = request.into_parts();
+        let admitted = match self.admit(&parts, &mut body).await {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                if parts.version < http::Version::HTTP_2 {
+                    drain(&mut body, 2 * self.limits.max_message_bytes).await;
+                }
+                return Err(refused);
+            }
+        };
+        let Admitted {
+            backend,
+            read,
+            _permit,
+        } = admitted;
+        let path = parts.uri.path().to_owned();
 
         for name in HOP_BY_HOP {
             parts.headers.remove(*name);
@@ -378,12 +418,34 @@ impl Inner {
                     Code::Unavailable,
                     DOMAIN,
                     "BACKEND_UNAVAILABLE",
-                    format!("{service} is unavailable; retry"),
+                    format!("{} is unavailable; retry", backend.service),
                 )
                 .build())
             }
         }
     }
+}
+
+/// Longest the gateway keeps reading a refused request's body.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops what is left of a refused request's body, up to `limit` bytes and
+/// [`DRAIN_TIME`]. An HTTP/1.1 client still sending would otherwise see the connection close
+/// under it and lose the answer (HTTP/2 ends just the stream, so it needs none of this).
+async fn drain<B>(body: &mut B, limit: usize)
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    let mut drained = 0;
+    let reading = async {
+        while drained <= limit {
+            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await {
+                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, Bytes::len),
+                Some(Err(_)) | None => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
 }
 
 /// Whether a backend call failed because its deadline (`grpc-timeout`) passed.

@@ -125,11 +125,11 @@ pub async fn run(
     let buffer = usize::try_from(config.watch_buffer).unwrap_or(256);
     let feed = match &db {
         Database::Sqlite(_) => Arc::new(Feed::new(buffer, true)),
-        Database::Postgres(pool) => {
+        Database::Postgres(pg) => {
             let feed = Arc::new(Feed::new(buffer, false));
             let (ready, listening) = tokio::sync::oneshot::channel();
             tokio::spawn(feed::listen_postgres(
-                pool.clone(),
+                pg.pool_unchecked().clone(),
                 store.clone(),
                 feed.clone(),
                 ready,

@@ -549,7 +549,7 @@ impl TaskStore for SqlTaskStore {
             Database::Sqlite(pools) => {
                 return sqlite::create(&pools.writer, owner, id, task, request_id, now).await;
             }
-            Database::Postgres(pool) => pool,
+            Database::Postgres(pg) => pg.pool()?,
         };
         let record = TaskRecord {
             id: id.to_owned(),
@@ -579,7 +579,8 @@ impl TaskStore for SqlTaskStore {
     async fn get(&self, owner: &str, id: &str) -> StoreResult<Option<TaskRecord>> {
         match &self.db {
             Database::Sqlite(pools) => sqlite::get(&pools.reader, owner, id),
-            Database::Postgres(pool) => {
+            Database::Postgres(pg) => {
+                let pool = pg.pool()?;
                 let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2"
                 )))
@@ -595,7 +596,7 @@ impl TaskStore for SqlTaskStore {
     async fn list(&self, owner: &str, query: &ListQuery) -> StoreResult<Vec<TaskRecord>> {
         let pool = match &self.db {
             Database::Sqlite(pools) => return sqlite::list(&pools.reader, owner, query),
-            Database::Postgres(pool) => pool,
+            Database::Postgres(pg) => pg.pool()?,
         };
         let sql = list_sql(query, '$');
         let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
@@ -616,10 +617,10 @@ impl TaskStore for SqlTaskStore {
     async fn count(&self, owner: &str, completed: Option<bool>) -> StoreResult<i64> {
         let row = match &self.db {
             Database::Sqlite(pools) => sqlite::counts(&pools.reader, owner)?,
-            Database::Postgres(pool) => {
+            Database::Postgres(pg) => {
                 sqlx::query_as("SELECT total, completed FROM task_counts WHERE owner_id = $1")
                     .bind(owner)
-                    .fetch_optional(pool)
+                    .fetch_optional(pg.pool()?)
                     .await?
             }
         };
@@ -644,7 +645,7 @@ impl TaskStore for SqlTaskStore {
                 return sqlite::update(&pools.writer, owner, id, changes, expected_version, now)
                     .await;
             }
-            Database::Postgres(pool) => pool,
+            Database::Postgres(pg) => pg.pool()?,
         };
         let mut tx = pool.begin().await?;
         let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
@@ -689,7 +690,7 @@ impl TaskStore for SqlTaskStore {
             Database::Sqlite(pools) => {
                 return sqlite::delete(&pools.writer, owner, id, expected_version, now).await;
             }
-            Database::Postgres(pool) => pool,
+            Database::Postgres(pg) => pg.pool()?,
         };
         let mut tx = pool.begin().await?;
         let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
@@ -725,9 +726,10 @@ impl TaskStore for SqlTaskStore {
             i64,
         );
         // SQLite's feed is in process: it records no events.
-        let Database::Postgres(pool) = &self.db else {
+        let Database::Postgres(pg) = &self.db else {
             return Ok(None);
         };
+        let pool = pg.pool()?;
         let row: Option<EventRow> = sqlx::query_as(
             "SELECT kind, owner_id, task_id, title, description, completed, create_time, \
              update_time, version, event_time FROM task_events WHERE id = $1",
@@ -771,7 +773,7 @@ impl TaskStore for SqlTaskStore {
     async fn prune(&self, before: Micros) -> StoreResult<u64> {
         let pool = match &self.db {
             Database::Sqlite(pools) => return sqlite::prune(&pools.writer, before).await,
-            Database::Postgres(pool) => pool,
+            Database::Postgres(pg) => pg.pool()?,
         };
         let mut removed = sqlx::query("DELETE FROM create_requests WHERE create_time < $1")
             .bind(before)
