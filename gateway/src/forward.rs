@@ -355,20 +355,12 @@ impl Inner {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let (mut parts, mut body) = request.into_parts();
-        let admitted = match self.admit(&parts, &mut body).await {
-            Ok(admitted) => admitted,
-            Err(refused) => {
-                if parts.version < http::Version::HTTP_2 {
-                    drain(&mut body, 2 * self.limits.max_message_bytes).await;
-                }
-                return Err(refused);
-            }
-        };
+        // (A refused body is dropped unread here; `DrainLayer` reads the rest for HTTP/1.1.)
         let Admitted {
             backend,
             read,
             _permit,
-        } = admitted;
+        } = self.admit(&parts, &mut body).await?;
         let path = parts.uri.path().to_owned();
 
         for name in HOP_BY_HOP {
@@ -424,28 +416,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// Longest the gateway keeps reading a refused request's body.
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-
-/// Reads and drops what is left of a refused request's body, up to `limit` bytes and
-/// [`DRAIN_TIME`]. An HTTP/1.1 client still sending would otherwise see the connection close
-/// under it and lose the answer (HTTP/2 ends just the stream, so it needs none of this).
-async fn drain<B>(body: &mut B, limit: usize)
-where
-    B: HttpBody<Data = Bytes> + Unpin,
-{
-    let mut drained = 0;
-    let reading = async {
-        while drained <= limit {
-            match std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await {
-                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, Bytes::len),
-                Some(Err(_)) | None => return,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, reading).await;
 }
 
 /// Whether a backend call failed because its deadline (`grpc-timeout`) passed.

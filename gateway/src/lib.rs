@@ -5,18 +5,20 @@
 //! - [`config`]: flags and environment variables (`--gateway-…`, `GATEWAY_…`).
 //! - [`forward`]: generic forwarding by service path, load balancing and the limits.
 //! - [`body`]: request and response body adapters.
+//! - [`drain`]: the rest of a refused HTTP/1.1 request is read before the answer.
 //! - [`health`]: per-service health that follows the backends.
 //! - [`origin`]: the origin allow-list and CORS.
 //! - [`pages`]: `GET /docs`, the API reference.
 //!
 //! # Request flow (outermost first)
 //! panic guard → origin allow-list (403 for other origins) → CORS (preflights answered) →
-//! pages (`GET /docs`) → gRPC-web translated to gRPC → one log line per call → routes: the
-//! gateway's own health and reflection (both services' descriptors), and for everything else
-//! the [`forward::Forwarder`].
+//! pages (`GET /docs`) → the rest of refused HTTP/1.1 bodies read → gRPC-web translated to
+//! gRPC → one log line per call → routes: the gateway's own health and reflection (both
+//! services' descriptors), and for everything else the [`forward::Forwarder`].
 
 pub mod body;
 pub mod config;
+pub mod drain;
 pub mod forward;
 pub mod health;
 pub mod origin;
@@ -103,6 +105,7 @@ pub async fn run(
         .layer(origin::OriginGuardLayer::new(origins.clone()))
         .layer(origins.cors())
         .layer(pages::PagesLayer)
+        .layer(drain::DrainLayer::new(2 * config.max_message_bytes))
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(RpcLogLayer::new("gateway"))
         .add_routes(Routes::from(router));
