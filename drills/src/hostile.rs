@@ -263,56 +263,76 @@ fn proper(hostile: &Hostile, answer: &Answer) -> bool {
     }
 }
 
+/// What gRPC and gRPC-web bodies of `content_type` to `rpc` share: random messages and bodies,
+/// malformed framing, an oversized message and huge metadata.
+fn framing_cases(rpc: &str, content_type: &'static str) -> Vec<Hostile> {
+    let mut cases = Vec::new();
+    for _ in 0..RANDOM_PER_RPC {
+        cases.push(Hostile::new(
+            "random message",
+            rpc,
+            content_type,
+            frame(0, &random(random_len(512))),
+        ));
+        cases.push(Hostile::new(
+            "random body",
+            rpc,
+            content_type,
+            random(random_len(512)),
+        ));
+    }
+    let truncated = {
+        let mut f = frame(0, &random(100));
+        f.truncate(40);
+        f
+    };
+    let four_gib = {
+        let mut f = vec![0, 0xff, 0xff, 0xff, 0xff];
+        f.extend(random(64));
+        f
+    };
+    cases.extend([
+        Hostile::new("zero-length frame", rpc, content_type, frame(0, &[])),
+        Hostile::new("empty body", rpc, content_type, Vec::new()),
+        Hostile::new("truncated frame", rpc, content_type, truncated),
+        Hostile::new("partial prefix", rpc, content_type, vec![0, 0, 0]),
+        Hostile::new("4 GiB length", rpc, content_type, four_gib),
+        // Over HTTP/1.1 the client is still sending when the answer comes.
+        Hostile::new(
+            "oversized message (5 MiB)",
+            rpc,
+            content_type,
+            frame(0, &vec![0x0a; 5 << 20]),
+        ),
+        Hostile {
+            headers: vec![(
+                "authorization".into(),
+                format!("Bearer {}", "A".repeat(1 << 20)),
+            )],
+            ..Hostile::new("huge metadata", rpc, content_type, frame(0, &[]))
+        },
+    ]);
+    cases
+}
+
 /// The hostile requests for gRPC (HTTP/2).
 fn grpc_cases() -> Vec<Hostile> {
     let grpc = "application/grpc";
     let mut cases = Vec::new();
     for rpc in RPCS {
-        for _ in 0..RANDOM_PER_RPC {
-            cases.push(Hostile::new(
-                "random message",
-                rpc,
-                grpc,
-                frame(0, &random(random_len(512))),
-            ));
-            cases.push(Hostile::new(
-                "random body",
-                rpc,
-                grpc,
-                random(random_len(512)),
-            ));
-        }
+        cases.extend(framing_cases(rpc, grpc));
         cases.extend([
-            Hostile::new("zero-length frame", rpc, grpc, frame(0, &[])),
-            Hostile::new("empty body", rpc, grpc, Vec::new()),
-            Hostile::new("truncated frame", rpc, grpc, {
-                let mut f = frame(0, &random(100));
-                f.truncate(40);
-                f
-            }),
-            Hostile::new("partial prefix", rpc, grpc, vec![0, 0, 0]),
             Hostile::new(
                 "compressed flag without an encoding",
                 rpc,
                 grpc,
                 frame(1, &random(20)),
             ),
-            Hostile::new("4 GiB length", rpc, grpc, {
-                let mut f = vec![0, 0xff, 0xff, 0xff, 0xff];
-                f.extend(random(64));
-                f
-            }),
             Hostile::new("two messages", rpc, grpc, {
                 let mut f = frame(0, &[]);
                 f.extend(frame(0, &[]));
                 f
             }),
-            Hostile::new(
-                "oversized message (5 MiB)",
-                rpc,
-                grpc,
-                frame(0, &vec![0x0a; 5 << 20]),
-            ),
             Hostile::new(
                 "wrong content type (text/plain)",
                 rpc,
@@ -332,13 +352,6 @@ fn grpc_cases() -> Vec<Hostile> {
             Hostile {
                 content_type: None,
                 ..Hostile::new("no content type", rpc, grpc, frame(0, &[]))
-            },
-            Hostile {
-                headers: vec![(
-                    "authorization".into(),
-                    format!("Bearer {}", "A".repeat(1 << 20)),
-                )],
-                ..Hostile::new("huge metadata", rpc, grpc, frame(0, &[]))
             },
             Hostile {
                 headers: (0..2000)
@@ -377,26 +390,8 @@ fn web_cases() -> Vec<Hostile> {
     let text = "application/grpc-web-text";
     let mut cases = Vec::new();
     for rpc in RPCS {
-        // Over HTTP/1.1 the client is still sending when the answer comes.
-        cases.push(Hostile::new(
-            "oversized message (5 MiB)",
-            rpc,
-            web,
-            frame(0, &vec![0x0a; 5 << 20]),
-        ));
+        cases.extend(framing_cases(rpc, web));
         for _ in 0..RANDOM_PER_RPC {
-            cases.push(Hostile::new(
-                "random message",
-                rpc,
-                web,
-                frame(0, &random(random_len(512))),
-            ));
-            cases.push(Hostile::new(
-                "random body",
-                rpc,
-                web,
-                random(random_len(512)),
-            ));
             cases.push(Hostile {
                 // As grpc-web's text mode asks, so that the answer is text too.
                 headers: vec![("accept".into(), text.into())],
@@ -411,21 +406,12 @@ fn web_cases() -> Vec<Hostile> {
             });
         }
         cases.extend([
-            Hostile::new("zero-length frame", rpc, web, frame(0, &[])),
-            Hostile::new("empty body", rpc, web, Vec::new()),
-            Hostile::new("truncated frame", rpc, web, {
-                let mut f = frame(0, &random(100));
-                f.truncate(40);
-                f
-            }),
-            Hostile::new("partial prefix", rpc, web, vec![0, 0]),
             Hostile::new(
                 "trailer flag from the client",
                 rpc,
                 web,
                 frame(0x80, b"grpc-status:0\r\n"),
             ),
-            Hostile::new("4 GiB length", rpc, web, vec![0, 0xff, 0xff, 0xff, 0xff]),
             Hostile::new(
                 "invalid base64 (text)",
                 rpc,
@@ -438,13 +424,6 @@ fn web_cases() -> Vec<Hostile> {
                 "application/json",
                 b"{}".to_vec(),
             ),
-            Hostile {
-                headers: vec![(
-                    "authorization".into(),
-                    format!("Bearer {}", "A".repeat(1 << 20)),
-                )],
-                ..Hostile::new("huge metadata", rpc, web, frame(0, &[]))
-            },
         ]);
     }
     cases
