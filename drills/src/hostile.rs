@@ -198,12 +198,23 @@ async fn send_h2(
             return Ok(Answer::Status(code));
         }
         let collected = body.collect().await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(match collected.trailers().and_then(grpc_status) {
-            Some(code) => Answer::Status(code),
-            None if parts.status != http::StatusCode::OK => Answer::Http(parts.status.as_u16()),
-            None => Answer::NoStatus,
-        })
+        let code = collected.trailers().and_then(grpc_status);
+        Ok(from_body(code, parts.status))
     };
+    within(exchange).await
+}
+
+/// The answer whose status (if any) was in its body or trailers.
+fn from_body(code: Option<i32>, status: http::StatusCode) -> Answer {
+    match code {
+        Some(code) => Answer::Status(code),
+        None if status != http::StatusCode::OK => Answer::Http(status.as_u16()),
+        None => Answer::NoStatus,
+    }
+}
+
+/// The answer of `exchange`, given [`ANSWER_WITHIN`]; an error on the way is a reset.
+async fn within(exchange: impl Future<Output = Result<Answer, String>>) -> Answer {
     match tokio::time::timeout(ANSWER_WITHIN, exchange).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(error)) => Answer::Reset(error),
@@ -233,17 +244,9 @@ async fn send_h1(client: &Http1, addr: SocketAddr, hostile: &Hostile) -> Answer 
             return Ok(Answer::Status(code));
         }
         let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok::<_, String>(match web_trailer_status(&body, text) {
-            Some(code) => Answer::Status(code),
-            None if parts.status != http::StatusCode::OK => Answer::Http(parts.status.as_u16()),
-            None => Answer::NoStatus,
-        })
+        Ok(from_body(web_trailer_status(&body, text), parts.status))
     };
-    match tokio::time::timeout(ANSWER_WITHIN, exchange).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(error)) => Answer::Reset(error),
-        Err(_) => Answer::Hung,
-    }
+    within(exchange).await
 }
 
 /// Whether `answer` is a proper one for `hostile`.
