@@ -124,3 +124,52 @@ where
     total.latencies_us.sort_unstable();
     total
 }
+
+/// Busy loops at the lowest CPU priority (`SCHED_IDLE` on Linux, as the auth service's
+/// password hashing threads), one per thread, until dropped: a control that saturates the
+/// cores with work every other thread may preempt, and nothing else.
+#[derive(Debug)]
+pub struct IdleSpinners {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl IdleSpinners {
+    /// `count` busy loops.
+    pub fn start(count: usize) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..count)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    #[cfg(target_os = "linux")]
+                    let _ = thread_priority::set_thread_priority_and_policy(
+                        thread_priority::thread_native_id(),
+                        thread_priority::ThreadPriority::Min,
+                        thread_priority::ThreadSchedulePolicy::Normal(
+                            thread_priority::NormalThreadSchedulePolicy::Idle,
+                        ),
+                    );
+                    #[cfg(not(target_os = "linux"))]
+                    let _ = thread_priority::set_current_thread_priority(
+                        thread_priority::ThreadPriority::Min,
+                    );
+                    let mut n = 0_u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for IdleSpinners {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}

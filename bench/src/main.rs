@@ -29,7 +29,7 @@ use todo_proto::task::v1::{CreateTaskRequest, GetTaskRequest, ListTasksRequest, 
 
 use todo_bench::{
     clients::{Auth, Path, Tasks},
-    load::{Measured, drive},
+    load::{IdleSpinners, Measured, drive},
     servers::{self, ProcStats, Settings, Stack, Storage},
 };
 
@@ -88,6 +88,8 @@ struct Row {
     errors: u64,
     /// CPU seconds each server used during the scenario, per second of it.
     cpu_cores: Vec<(&'static str, f64)>,
+    /// The same for the PostgreSQL server (all its processes), on PostgreSQL.
+    postgres_cpu_cores: Option<f64>,
     /// RSS of each server at the end, MiB.
     rss_mib: Vec<(&'static str, f64)>,
 }
@@ -139,22 +141,52 @@ where
 /// The harness's own client.
 const RUST_CLIENT: &str = "todo-bench (Rust)";
 
-/// What the servers used while a scenario ran: CPU seconds of each, and for how long.
+/// What the servers used while a scenario ran: CPU seconds of each and of the PostgreSQL
+/// server, and for how long.
 #[derive(Clone, Debug, Default)]
 struct Usage {
     cpu_seconds: Vec<f64>,
+    postgres_cpu_seconds: f64,
     elapsed: f64,
 }
 
+/// CPU readings at one moment: of each server, and of the PostgreSQL server.
+struct Reading {
+    servers: [ProcStats; 3],
+    postgres: servers::PostgresCpu,
+    at: Instant,
+}
+
+impl Reading {
+    fn now(stack: &Stack) -> Self {
+        Self {
+            servers: stack.servers().map(|s| s.stats()),
+            postgres: servers::PostgresCpu::now(),
+            at: Instant::now(),
+        }
+    }
+}
+
 impl Usage {
-    /// Adds what the servers used between `before` (taken at `started`) and now.
-    fn add_since(&mut self, stack: &Stack, before: &[ProcStats], started: Instant) {
-        let after = stack.servers().map(|s| s.stats());
-        self.cpu_seconds.resize(after.len(), 0.0);
-        for (total, (b, a)) in self.cpu_seconds.iter_mut().zip(before.iter().zip(&after)) {
+    /// Adds what the servers used between `before` and now.
+    fn add_since(&mut self, stack: &Stack, before: &Reading) {
+        let after = Reading::now(stack);
+        self.cpu_seconds.resize(after.servers.len(), 0.0);
+        for (total, (b, a)) in self
+            .cpu_seconds
+            .iter_mut()
+            .zip(before.servers.iter().zip(&after.servers))
+        {
             *total += a.cpu_seconds - b.cpu_seconds;
         }
-        self.elapsed += started.elapsed().as_secs_f64();
+        self.postgres_cpu_seconds += after.postgres.since(&before.postgres);
+        self.elapsed += (after.at - before.at).as_secs_f64();
+    }
+
+    /// CPU microseconds server `index` spent per call at `rate` calls per second.
+    fn micros_per_call(&self, index: usize, rate: f64) -> f64 {
+        let cores = self.cpu_seconds.get(index).copied().unwrap_or(0.0) / self.elapsed.max(1e-9);
+        if rate > 0.0 { 1e6 * cores / rate } else { 0.0 }
     }
 }
 
@@ -169,11 +201,10 @@ async fn record(
     tool: &'static str,
     run: impl Future<Output = Result<Measured, String>>,
 ) -> Option<Measured> {
-    let before = stack.servers().map(|s| s.stats());
-    let started = Instant::now();
+    let before = Reading::now(stack);
     let measured = run.await;
     let mut usage = Usage::default();
-    usage.add_since(stack, &before, started);
+    usage.add_since(stack, &before);
     match measured {
         Ok(measured) => {
             push_row(
@@ -221,6 +252,8 @@ fn push_row(
             .zip(&usage.cpu_seconds)
             .map(|(name, cpu)| (*name, cpu / usage.elapsed.max(1e-9)))
             .collect(),
+        postgres_cpu_cores: (database == "postgres")
+            .then(|| usage.postgres_cpu_seconds / usage.elapsed.max(1e-9)),
         rss_mib: names
             .iter()
             .zip(stack.servers())
@@ -242,6 +275,7 @@ fn push_row(
         row.cpu_cores
             .iter()
             .map(|(n, c)| format!("{}={c:.2}", &n[..4]))
+            .chain(row.postgres_cpu_cores.map(|c| format!("pg={c:.2}")))
             .collect::<Vec<_>>()
             .join(" "),
         row.rss_mib
@@ -570,6 +604,18 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             0,
         ));
     }
+    if tools.h2load.is_some() {
+        // The gateway answering an empty call itself, through all its layers: what one
+        // exchange with a client costs it, against which a forwarded call (an exchange with
+        // the client and one with the backend) is measured.
+        jobs.push((
+            "gateway-health",
+            "health check (the gateway's own)",
+            Path::Gateway,
+            &health_call,
+            0,
+        ));
+    }
     for path in Path::ALL {
         let available = match path {
             Path::GatewayWeb => tools.wrk.is_some(),
@@ -599,8 +645,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
                 duration: slice,
                 warm_up: round == 0,
             };
-            let before = stack.servers().map(|s| s.stats());
-            let started = Instant::now();
+            let before = Reading::now(&stack);
             let outcome = match (path, &tools.h2load, &tools.wrk) {
                 (Path::GatewayWeb, _, Some(wrk)) => match tools::check(addr, call).await {
                     Ok(_) => tools::wrk(wrk, addr, call, run).await,
@@ -612,7 +657,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             match outcome {
                 Ok(part) => {
                     measured.merge(part);
-                    usage.add_since(&stack, &before, started);
+                    usage.add_since(&stack, &before);
                 }
                 Err(error) => {
                     println!("{database:<8} {scenario:<34} {:<17} {error}", path.label());
@@ -623,6 +668,8 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     }
     let mut tool_rates = std::collections::HashMap::new();
     let mut tool_p99s = std::collections::HashMap::new();
+    // CPU microseconds of the gateway per call.
+    let mut tool_gateway_micros = std::collections::HashMap::new();
     for ((key, scenario, path, _, _), tally) in jobs.iter().zip(tallies) {
         let Some((measured, usage)) = tally else {
             continue;
@@ -637,6 +684,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         );
         tool_rates.insert((*key, *path), measured.rate());
         tool_p99s.insert((*key, *path), measured.percentile_ms(99.0));
+        tool_gateway_micros.insert((*key, *path), usage.micros_per_call(2, measured.rate()));
     }
 
     // Login, and reads during a login flood.
@@ -663,6 +711,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         }
     }
     let light = 4;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let verify_client = Auth::connect(Path::Direct, stack.auth.addr).await;
     let verify = |client: Auth, token: String| {
         move |_, _| {
@@ -720,7 +769,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         Path::Direct,
         light,
         duration,
-        verify(verify_client, reader.clone()),
+        verify(verify_client.clone(), reader.clone()),
     )
     .await;
     let busy_list = measure(
@@ -731,7 +780,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         Path::Direct,
         light,
         duration,
-        list_call(list_light),
+        list_call(list_light.clone()),
     )
     .await;
     let flood = flood.await.expect("flood");
@@ -740,6 +789,36 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         flood.rate(),
         flood.errors
     );
+    // The control: no logins, but as many busy loops as there are hashing threads (one per
+    // core), at their priority. What this costs the calls' tail is what the machine charges
+    // for cores kept busy by work of the lowest priority, whatever that work is.
+    let (control_verify, control_list) = {
+        let _spinners = IdleSpinners::start(cores);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let verify = measure(
+            results,
+            &stack,
+            database,
+            "VerifyToken (4 workers, idle-priority busy loops)",
+            Path::Direct,
+            light,
+            duration,
+            verify(verify_client, reader.clone()),
+        )
+        .await;
+        let list = measure(
+            results,
+            &stack,
+            database,
+            "ListTasks (4 workers, idle-priority busy loops)",
+            Path::Direct,
+            light,
+            duration,
+            list_call(list_light),
+        )
+        .await;
+        (verify, list)
+    };
 
     // The scale curve.
     let points = scale::curve(&stack, database, &storage, cli.scale_max).await;
@@ -750,7 +829,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     }
 
     // Targets.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    let cores = cores as f64;
     let mut target = |name: String, measured: String, pass: bool| {
         results.targets.push(Target {
             database,
@@ -815,13 +894,25 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         ] {
             let (through, by) = rate(call, path);
             let share = ratio(through, direct);
+            // What the gateway spent per forwarded call, against answering an empty call
+            // itself (one exchange with a client where forwarding is two).
+            let cost = match (
+                tool_gateway_micros.get(&(call, path)),
+                tool_gateway_micros.get(&("gateway-health", Path::Gateway)),
+            ) {
+                (Some(forwarded), Some(own)) if *own > 0.0 => format!(
+                    "; gateway CPU {forwarded:.0} us per call, {:.1}x the {own:.0} us of answering an empty call itself",
+                    forwarded / own
+                ),
+                _ => String::new(),
+            };
             target(
                 format!(
                     "{label} through the gateway ({way}) >= {:.0}% of direct",
                     100.0 * at_least
                 ),
                 format!(
-                    "{:.0}% ({through:.0}/s vs {direct:.0}/s; {by}, {direct_by})",
+                    "{:.0}% ({through:.0}/s vs {direct:.0}/s; {by}, {direct_by}){cost}",
                     100.0 * share
                 ),
                 share >= at_least,
@@ -840,14 +931,20 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             p99 <= 10.0,
         );
     }
-    for (label, idle, busy) in [
-        ("VerifyToken", &idle_verify, &busy_verify),
-        ("ListTasks", &idle_list, &busy_list),
+    for (label, idle, busy, control) in [
+        ("VerifyToken", &idle_verify, &busy_verify, &control_verify),
+        ("ListTasks", &idle_list, &busy_list, &control_list),
     ] {
-        let (idle, busy) = (idle.percentile_ms(99.0), busy.percentile_ms(99.0));
+        let (idle, busy, control) = (
+            idle.percentile_ms(99.0),
+            busy.percentile_ms(99.0),
+            control.percentile_ms(99.0),
+        );
         target(
             format!("{label} p99 during a login flood <= 2x idle"),
-            format!("{busy:.2} ms vs {idle:.2} ms idle"),
+            format!(
+                "{busy:.2} ms vs {idle:.2} ms idle; {control:.2} ms beside idle-priority busy loops and no logins"
+            ),
             busy <= 2.0 * idle.max(0.05),
         );
     }

@@ -49,23 +49,64 @@ impl Server {
                 .and_then(|value| value.parse().ok())
                 .unwrap_or(0)
         };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command name (which may hold spaces): utime is the 14th field overall.
-        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks = |index: usize| {
-            fields
-                .get(index)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
-        let cpu_seconds = (ticks(11) + ticks(12)) as f64 / 100.0;
         ProcStats {
             rss_kib: kib("VmRSS:"),
             peak_rss_kib: kib("VmHWM:"),
-            cpu_seconds,
+            cpu_seconds: cpu_seconds(&format!("/proc/{pid}/stat")),
         }
+    }
+}
+
+/// CPU time (user + system) of the process whose `/proc/<pid>/stat` is at `path`, seconds;
+/// 0 if it cannot be read.
+fn cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the 14th field overall.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// CPU time used so far by each process of a PostgreSQL server on this machine (named
+/// `postgres`: the postmaster and the backend of each connection), seconds by pid.
+#[derive(Clone, Debug, Default)]
+pub struct PostgresCpu(std::collections::HashMap<u32, f64>);
+
+impl PostgresCpu {
+    /// The readings now.
+    pub fn now() -> Self {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Self::default();
+        };
+        Self(
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|entry| {
+                    let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+                    let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+                    (comm.trim() == "postgres")
+                        .then(|| (pid, cpu_seconds(&format!("/proc/{pid}/stat"))))
+                })
+                .collect(),
+        )
+    }
+
+    /// CPU seconds used between `before` and these readings: by the processes alive now (a
+    /// backend that ended meanwhile takes its share with it, a lower bound; the pools keep
+    /// their connections across a scenario).
+    pub fn since(&self, before: &Self) -> f64 {
+        self.0
+            .iter()
+            .map(|(pid, now)| now - before.0.get(pid).copied().unwrap_or(0.0))
+            .filter(|used| *used > 0.0)
+            .sum()
     }
 }
 
