@@ -235,11 +235,12 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
             after,
             limit: limit + 1,
         };
-        let mut tasks = self
-            .store
-            .list(&owner, &query)
-            .await
-            .map_err(TaskError::from)?;
+        // The page and the count at once: on PostgreSQL, two statements in parallel.
+        let (mut tasks, total) = tokio::try_join!(
+            self.store.list(&owner, &query),
+            self.store.count(&owner, completed),
+        )
+        .map_err(TaskError::from)?;
         let next_page_token = if tasks.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
             tasks.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
             tasks
@@ -249,11 +250,6 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
         } else {
             String::new()
         };
-        let total = self
-            .store
-            .count(&owner, completed)
-            .await
-            .map_err(TaskError::from)?;
         Ok(Response::new(ListTasksResponse {
             tasks: tasks.into_iter().map(task_into_proto).collect(),
             next_page_token,

@@ -285,6 +285,9 @@ pub struct SqlTaskStore {
     /// PostgreSQL's writer of plain creates, in groups (started at the first; shared by
     /// clones).
     creates: std::sync::Arc<std::sync::OnceLock<postgres::Creates>>,
+    /// PostgreSQL's readers of single tasks and of counts, in groups (likewise).
+    gets: std::sync::Arc<std::sync::OnceLock<postgres::Gets>>,
+    counts: std::sync::Arc<std::sync::OnceLock<postgres::Counts>>,
 }
 
 impl SqlTaskStore {
@@ -293,6 +296,8 @@ impl SqlTaskStore {
         Self {
             db,
             creates: std::sync::Arc::default(),
+            gets: std::sync::Arc::default(),
+            counts: std::sync::Arc::default(),
         }
     }
 
@@ -560,15 +565,10 @@ impl TaskStore for SqlTaskStore {
         match &self.db {
             Database::Sqlite(pools) => sqlite::get(&pools.reader, owner, id),
             Database::Postgres(pg) => {
-                let pool = pg.pool()?;
-                let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2"
-                )))
-                .bind(owner)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
-                Ok(row.map(from_row))
+                // Fail at once while the database is down, as every other call does.
+                pg.pool()?;
+                let gets = self.gets.get_or_init(|| postgres::gets(pg.clone()));
+                gets.get((owner.to_owned(), id.to_owned())).await
             }
         }
     }
@@ -598,10 +598,9 @@ impl TaskStore for SqlTaskStore {
         let row = match &self.db {
             Database::Sqlite(pools) => sqlite::counts(&pools.reader, owner)?,
             Database::Postgres(pg) => {
-                sqlx::query_as("SELECT total, completed FROM task_counts WHERE owner_id = $1")
-                    .bind(owner)
-                    .fetch_optional(pg.pool()?)
-                    .await?
+                pg.pool()?;
+                let counts = self.counts.get_or_init(|| postgres::counts(pg.clone()));
+                Some(counts.get(owner.to_owned()).await?)
             }
         };
         let (total, done) = row.unwrap_or((0, 0));
@@ -954,6 +953,53 @@ mod contract {
                     assert!(store.event(n).await.unwrap().is_some(), "event {n}");
                 }
                 assert_eq!(store.event(301).await.unwrap(), None);
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_reads_each_get_their_own_owners_task_or_count() {
+        on_every_backend(|store| async move {
+            let owners = ["ada", "bob"];
+            let mut created = Vec::new();
+            for n in 0..40u32 {
+                let owner = owners[n as usize % owners.len()];
+                created.push(create(&store, owner, n, &format!("task {n}"), 1_000).await);
+            }
+            // Many reads at once (PostgreSQL answers them in shared statements): each of
+            // its owner's tasks, each task asked by the other owner, ids nobody has, and the
+            // counts of both owners and of one without tasks.
+            let reads: Vec<_> = (0..600u32)
+                .map(|n| {
+                    let (store, task) = (store.clone(), created[n as usize % 40].clone());
+                    tokio::spawn(async move {
+                        match n % 5 {
+                            0 => {
+                                let got = store.get(&task.owner_id, &task.id).await.unwrap();
+                                assert_eq!(got, Some(task));
+                            }
+                            1 => {
+                                let stranger = if task.owner_id == "ada" { "bob" } else { "ada" };
+                                assert_eq!(store.get(stranger, &task.id).await.unwrap(), None);
+                            }
+                            2 => {
+                                let missing = id(1_000 + n);
+                                assert_eq!(
+                                    store.get(&task.owner_id, &missing).await.unwrap(),
+                                    None
+                                );
+                            }
+                            3 => {
+                                assert_eq!(store.count(&task.owner_id, None).await.unwrap(), 20);
+                            }
+                            _ => assert_eq!(store.count("cy", None).await.unwrap(), 0),
+                        }
+                    })
+                })
+                .collect();
+            for read in reads {
+                read.await.unwrap();
             }
         })
         .await;

@@ -1,4 +1,6 @@
-//! PostgreSQL creates in groups.
+//! PostgreSQL creates and point reads in groups.
+//!
+//! # Creates
 //!
 //! Every create of an owner updates that owner's count row (a trigger) and notifies the change
 //! feed, and PostgreSQL serialises notifying commits under one lock held until the commit is
@@ -9,11 +11,25 @@
 //! notifications), committed once; each create is acknowledged after that commit. A failing
 //! statement fails its whole group, with the same error for each (every row is a new id, so
 //! only the database itself can make it fail).
+//!
+//! # Point reads
+//!
+//! Each `GetTask` alone is a round trip to a PostgreSQL backend process for one index lookup,
+//! and on a machine whose cores the database shares, waking that process and being woken by
+//! it costs more than the lookup (6.7k/s at 50 in flight, 149 µs of the task service's CPU
+//! per call, measured; 21.5k/s and 46 µs grouped). So point reads of one kind (a task by owner
+//! and id; an owner's counts, which every `ListTasks` reads) go to a task of their own that
+//! takes every read waiting when it comes round and answers them all with one statement,
+//! with at most [`READ_GROUPS_IN_FLIGHT`] statements at once: alone, a read is still one
+//! statement; under load, reads share them. Each read sees the table as of a moment after it
+//! was asked, as a statement of its own would.
+
+use std::{collections::HashMap, future::Future, sync::Arc};
 
 use todo_common::db::Postgres;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{EventKind, StoreError, TaskRecord};
+use super::{COLUMNS, EventKind, StoreError, TaskRecord, TaskRow, from_row};
 
 /// Most creates in one statement.
 const MAX_GROUP: usize = 128;
@@ -59,13 +75,7 @@ async fn write(pg: Postgres, mut queue: mpsc::Receiver<Job>) {
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let written = insert(&pg, &group).await;
         for job in group.drain(..) {
-            let outcome = match &written {
-                Ok(()) => Ok(()),
-                Err(error) if todo_common::db::is_unavailable(error) => {
-                    Err(StoreError::Busy(error.to_string()))
-                }
-                Err(error) => Err(StoreError::Internal(error.to_string())),
-            };
+            let outcome = written.as_ref().map_err(group_error).copied();
             // The caller may have given up (its deadline): the create stands regardless.
             let _ = job.done.send(outcome);
         }
@@ -114,4 +124,168 @@ async fn insert(pg: &Postgres, group: &[Job]) -> Result<(), sqlx::Error> {
     .execute(pg.pool()?)
     .await
     .map(drop)
+}
+
+/// The error of one member of a group whose statement failed.
+fn group_error(error: &sqlx::Error) -> StoreError {
+    if todo_common::db::is_unavailable(error) {
+        StoreError::Busy(error.to_string())
+    } else {
+        StoreError::Internal(error.to_string())
+    }
+}
+
+/// Most point reads in one statement.
+const MAX_READ_GROUP: usize = 128;
+/// Read statements of one kind running at once; while all are, reads gather for the next.
+pub const READ_GROUPS_IN_FLIGHT: usize = 4;
+
+/// What a point read is answered.
+type Found<V> = Result<V, StoreError>;
+
+struct Ask<K, V> {
+    key: K,
+    done: oneshot::Sender<Found<V>>,
+}
+
+/// Point reads of one kind (by key `K`, answered `V`), looked up in groups by a task of their
+/// own; it ends when every handle is gone.
+#[derive(Debug)]
+pub struct Grouped<K, V> {
+    asks: mpsc::Sender<Ask<K, V>>,
+}
+
+impl<K, V> Grouped<K, V>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+{
+    /// Starts the reading task on `pg`: `look_up` answers a group of keys, one answer per key
+    /// in their order.
+    pub fn start<F, Fut>(pg: Postgres, look_up: F) -> Self
+    where
+        F: Fn(Postgres, Vec<K>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<V>, sqlx::Error>> + Send + 'static,
+    {
+        let (asks, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(read(pg, queue, look_up));
+        Self { asks }
+    }
+
+    /// The answer for `key`.
+    pub async fn get(&self, key: K) -> Found<V> {
+        let (done, answer) = oneshot::channel();
+        let gone = || StoreError::Busy("the reader of tasks has stopped".into());
+        self.asks
+            .send(Ask { key, done })
+            .await
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn read<K, V, F, Fut>(pg: Postgres, mut queue: mpsc::Receiver<Ask<K, V>>, look_up: F)
+where
+    K: Send + 'static,
+    V: Send + 'static,
+    F: Fn(Postgres, Vec<K>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Vec<V>, sqlx::Error>> + Send + 'static,
+{
+    let in_flight = Arc::new(Semaphore::new(READ_GROUPS_IN_FLIGHT));
+    let mut group = Vec::with_capacity(MAX_READ_GROUP);
+    loop {
+        // Wait for room first: reads arriving meanwhile join the next group.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        if queue.recv_many(&mut group, MAX_READ_GROUP).await == 0 {
+            return;
+        }
+        let (keys, answers): (Vec<K>, Vec<_>) =
+            group.drain(..).map(|ask| (ask.key, ask.done)).unzip();
+        let found = look_up(pg.clone(), keys);
+        tokio::spawn(async move {
+            let found = found.await;
+            drop(permit);
+            match found {
+                Ok(values) if values.len() == answers.len() => {
+                    for (done, value) in answers.into_iter().zip(values) {
+                        // The caller may have given up (its deadline): nothing to undo.
+                        let _ = done.send(Ok(value));
+                    }
+                }
+                Ok(values) => {
+                    let error = format!("{} answers to {} reads", values.len(), answers.len());
+                    for done in answers {
+                        let _ = done.send(Err(StoreError::Internal(error.clone())));
+                    }
+                }
+                Err(error) => {
+                    for done in answers {
+                        let _ = done.send(Err(group_error(&error)));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Tasks by (owner, id): the task if that owner has it.
+pub type Gets = Grouped<(String, String), Option<TaskRecord>>;
+
+/// Starts the reader of tasks.
+pub fn gets(pg: Postgres) -> Gets {
+    Grouped::start(pg, |pg, keys: Vec<(String, String)>| async move {
+        let (owners, ids): (Vec<String>, Vec<String>) = keys.iter().cloned().unzip();
+        let columns = COLUMNS
+            .split(", ")
+            .map(|column| format!("t.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM UNNEST($1::text[], $2::text[]) AS k (owner_id, id) \
+             JOIN tasks t ON t.id = k.id AND t.owner_id = k.owner_id"
+        )))
+        .bind(owners)
+        .bind(ids)
+        .fetch_all(pg.pool()?)
+        .await?;
+        let by_id: HashMap<String, TaskRecord> = rows
+            .into_iter()
+            .map(from_row)
+            .map(|record| (record.id.clone(), record))
+            .collect();
+        Ok(keys
+            .iter()
+            .map(|(owner, id)| {
+                by_id
+                    .get(id)
+                    .filter(|record| record.owner_id == *owner)
+                    .cloned()
+            })
+            .collect())
+    })
+}
+
+/// Counts by owner: (tasks, completed tasks).
+pub type Counts = Grouped<String, (i64, i64)>;
+
+/// Starts the reader of counts.
+pub fn counts(pg: Postgres) -> Counts {
+    Grouped::start(pg, |pg, owners: Vec<String>| async move {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT owner_id, total, completed FROM task_counts WHERE owner_id = ANY($1::text[])",
+        )
+        .bind(&owners)
+        .fetch_all(pg.pool()?)
+        .await?;
+        let by_owner: HashMap<String, (i64, i64)> = rows
+            .into_iter()
+            .map(|(owner, total, completed)| (owner, (total, completed)))
+            .collect();
+        Ok(owners
+            .iter()
+            .map(|owner| by_owner.get(owner).copied().unwrap_or((0, 0)))
+            .collect())
+    })
 }
