@@ -1165,6 +1165,84 @@ mod contract {
     }
 
     #[tokio::test]
+    async fn concurrent_pages_of_several_owners_and_shapes_are_each_the_page_asked() {
+        on_every_backend(|store| async move {
+            for n in 0..60u32 {
+                let owner = ["ada", "bob", "cy"][n as usize % 3];
+                create(
+                    &store,
+                    owner,
+                    n,
+                    &format!("task {:02}", (n * 7) % 60),
+                    1_000 + i64::from(n),
+                )
+                .await;
+                if n % 4 == 0 {
+                    let done = TaskChanges {
+                        completed: Some(true),
+                        ..TaskChanges::default()
+                    };
+                    store
+                        .update(owner, &id(n), &done, None, 9_000)
+                        .await
+                        .unwrap();
+                }
+            }
+            let title = Order {
+                key: SortKey::Title,
+                descending: false,
+            };
+            // Every shape: orders, with and without a filter, first pages and pages after a
+            // time or a title cursor; each asked alone first, which is the expected answer.
+            let mut queries = Vec::new();
+            for owner in ["ada", "bob", "cy", "nobody"] {
+                for order in [DESC, title] {
+                    for completed in [None, Some(false)] {
+                        let first = ListQuery {
+                            completed,
+                            order,
+                            after: None,
+                            limit: 4,
+                        };
+                        let page = store.list(owner, &first).await.unwrap();
+                        queries.push((owner, first.clone(), page.clone()));
+                        if let Some(last) = page.last() {
+                            let next = ListQuery {
+                                after: Some(Cursor::after(last, order)),
+                                ..first
+                            };
+                            let expected = store.list(owner, &next).await.unwrap();
+                            queries.push((owner, next, expected));
+                        }
+                    }
+                }
+            }
+            assert!(
+                queries
+                    .iter()
+                    .any(|(_, q, page)| q.after.is_some() && !page.is_empty())
+            );
+            let reads: Vec<_> = (0..400usize)
+                .map(|n| {
+                    let (store, (owner, query, expected)) =
+                        (store.clone(), queries[n % queries.len()].clone());
+                    tokio::spawn(async move {
+                        assert_eq!(
+                            store.list(owner, &query).await.unwrap(),
+                            expected,
+                            "{owner} {query:?}"
+                        );
+                    })
+                })
+                .collect();
+            for read in reads {
+                read.await.unwrap();
+            }
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn keyset_pages_cover_every_order_without_gaps_or_repeats() {
         on_every_backend(|store| async move {
             // Equal creation times on purpose: the id breaks the tie.
