@@ -27,6 +27,8 @@ const MAX_IDLE_READERS: usize = 8;
 const MAX_GROUP: usize = 256;
 /// Writes allowed to wait for the writing thread; more wait to be queued.
 const QUEUE: usize = 4 * MAX_GROUP;
+/// How often the checkpointing thread copies the write-ahead log into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Settings every connection of ours gets.
 fn configure(connection: &Connection) -> rusqlite::Result<()> {
@@ -186,14 +188,33 @@ impl SqliteWriter {
         // only a power loss can drop the last commits.
         connection.pragma_update(None, "synchronous", "NORMAL")?;
         connection.pragma_update(None, "foreign_keys", true)?;
+        // Checkpoints are the checkpointing thread's: SQLite would otherwise run one in the
+        // commit that fills the log past 1,000 pages, with its copying and syncing, and every
+        // write of that group would wait for it.
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&checkpointer)?;
+        let cannot_start = |e: std::io::Error| WriteError {
+            unavailable: false,
+            message: format!("cannot start the writing threads: {e}"),
+        };
+        // The checkpointing thread ends when the writing thread does (its sender is dropped).
+        let (running, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".to_owned())
+            .spawn(move || checkpoint_while(&checkpointer, &stopped))
+            .map_err(cannot_start)?;
         let (jobs, queue) = tokio::sync::mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || write_groups(&connection, queue))
-            .map_err(|e| WriteError {
-                unavailable: false,
-                message: format!("cannot start the writing thread: {e}"),
-            })?;
+            .spawn(move || {
+                let _running = running;
+                write_groups(&connection, queue);
+            })
+            .map_err(cannot_start)?;
         Ok(Self { jobs })
     }
 
@@ -219,6 +240,26 @@ impl SqliteWriter {
         };
         self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+/// The checkpointing thread: a passive checkpoint (it never blocks the writer or a reader) every
+/// [`CHECKPOINT_INTERVAL`] until `stopped` says the writer is gone, and a last one then.
+fn checkpoint_while(connection: &Connection, stopped: &std::sync::mpsc::Receiver<()>) {
+    loop {
+        let gone = !matches!(
+            stopped.recv_timeout(CHECKPOINT_INTERVAL),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        let checkpoint = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(0)
+        });
+        if let Err(error) = checkpoint {
+            tracing::warn!(%error, "a SQLite checkpoint failed");
+        }
+        if gone {
+            return;
+        }
     }
 }
 
@@ -323,6 +364,28 @@ mod tests {
     fn insert(body: &str) -> impl FnOnce(&Connection) -> rusqlite::Result<usize> + use<> {
         let body = body.to_owned();
         move |c: &Connection| c.execute("INSERT INTO notes (body) VALUES (?1)", [body])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_copied_into_the_database_file_by_the_checkpointing_thread() {
+        let path = database("sqlite_checkpoint");
+        let writer = SqliteWriter::open(&path).unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        // About 2 MiB of writes: without checkpoints they would stay in the log.
+        let body = "x".repeat(1_000);
+        for n in 0..2_000 {
+            writer.write(insert(&format!("{n} {body}"))).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while size() < before + 1_000_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes",
+                size()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
