@@ -235,35 +235,41 @@ pub type Gets = Grouped<(String, String), Option<TaskRecord>>;
 
 /// Starts the reader of tasks.
 pub fn gets(pg: Postgres) -> Gets {
-    Grouped::start(pg, |pg, keys: Vec<(String, String)>| async move {
-        let (owners, ids): (Vec<String>, Vec<String>) = keys.iter().cloned().unzip();
-        let columns = COLUMNS
-            .split(", ")
-            .map(|column| format!("t.{column}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {columns} FROM UNNEST($1::text[], $2::text[]) AS k (owner_id, id) \
-             JOIN tasks t ON t.id = k.id AND t.owner_id = k.owner_id"
-        )))
-        .bind(owners)
-        .bind(ids)
-        .fetch_all(pg.pool()?)
-        .await?;
-        let by_id: HashMap<String, TaskRecord> = rows
-            .into_iter()
-            .map(from_row)
-            .map(|record| (record.id.clone(), record))
-            .collect();
-        Ok(keys
-            .iter()
-            .map(|(owner, id)| {
-                by_id
-                    .get(id)
-                    .filter(|record| record.owner_id == *owner)
-                    .cloned()
-            })
-            .collect())
+    let columns = COLUMNS
+        .split(", ")
+        .map(|column| format!("t.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql: Arc<str> = format!(
+        "SELECT {columns} FROM UNNEST($1::text[], $2::text[]) AS k (owner_id, id) \
+         JOIN tasks t ON t.id = k.id AND t.owner_id = k.owner_id"
+    )
+    .into();
+    Grouped::start(pg, move |pg, keys: Vec<(String, String)>| {
+        let sql = sql.clone();
+        async move {
+            let owners: Vec<&str> = keys.iter().map(|(owner, _)| owner.as_str()).collect();
+            let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
+            let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(&*sql))
+                .bind(owners)
+                .bind(ids)
+                .fetch_all(pg.pool()?)
+                .await?;
+            let by_id: HashMap<String, TaskRecord> = rows
+                .into_iter()
+                .map(from_row)
+                .map(|record| (record.id.clone(), record))
+                .collect();
+            Ok(keys
+                .iter()
+                .map(|(owner, id)| {
+                    by_id
+                        .get(id)
+                        .filter(|record| record.owner_id == *owner)
+                        .cloned()
+                })
+                .collect())
+        }
     })
 }
 
