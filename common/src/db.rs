@@ -11,7 +11,7 @@ use std::{
     str::FromStr,
     sync::{
         Arc, Weak,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -19,8 +19,9 @@ use std::{
 pub use crate::sqlite::{SqliteReader, SqliteWriter, WriteError, is_sqlite_unavailable};
 
 use sqlx::{
-    PgPool, SqlSafeStr, SqlitePool,
+    PgConnection, PgPool, SqlSafeStr, SqlitePool,
     migrate::{Migration, MigrationType, Migrator},
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
@@ -233,19 +234,48 @@ pub enum Database {
     Postgres(Postgres),
 }
 
-/// A PostgreSQL pool behind an availability gate.
+/// A PostgreSQL pool behind an availability gate, with connections kept between statements.
 ///
 /// A database server can go away (stopped, failed over, cut off). sqlx would then have every
 /// query wait for a connection, retrying to connect until its acquire timeout, so every call
 /// would hang until its deadline and the retries would storm the server as it comes back. A
 /// probe (its own connection, a `SELECT 1` every [`PROBE_INTERVAL`]) watches the server
-/// instead: while it cannot reach it, [`Postgres::pool`] fails at once with
-/// [`sqlx::Error::PoolTimedOut`] (which callers answer as `UNAVAILABLE`), and once it can, the
-/// pool is used again.
+/// instead: while it cannot reach it, [`Postgres::pool`] and [`Postgres::run`] fail at once
+/// with [`sqlx::Error::PoolTimedOut`] (which callers answer as `UNAVAILABLE`), and once it
+/// can, the pool is used again.
+///
+/// sqlx's pool checks a connection with a round trip to the server (a `Sync`) both when it
+/// hands it out and when it takes it back, so a query through the pool costs three round
+/// trips where the query itself needs one; on a machine whose cores the server shares, each
+/// is two wake-ups. [`Postgres::run`] keeps up to [`KEPT_CONNECTIONS`] connections out of the
+/// pool instead and reuses them as they are: only a connection whose work failed or was
+/// dropped half-way (the caller gave up) goes back to the pool to be checked, and none kept
+/// from before an outage is used after it.
 #[derive(Clone, Debug)]
 pub struct Postgres {
     pool: PgPool,
-    up: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+}
+
+/// What the probe and the callers of one [`Postgres`] share.
+#[derive(Default)]
+struct Shared {
+    /// Whether the probe last reached the server.
+    up: AtomicBool,
+    /// How many times the probe has found the server gone.
+    outages: AtomicU64,
+    /// Connections that finished their last work cleanly, with the outage count they were
+    /// taken out under.
+    kept: std::sync::Mutex<Vec<(PoolConnection<sqlx::Postgres>, u64)>>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("up", &self.up)
+            .field("outages", &self.outages)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How often the probe checks the server, and how long it waits for it.
@@ -254,11 +284,14 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a query waits for a pooled PostgreSQL connection: a busy pool beyond this is
 /// overloaded, and the caller is better told so (`UNAVAILABLE`) than kept waiting.
 const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most connections [`Postgres::run`] keeps out of the pool while they are idle: half of it,
+/// so that the pool's other users always find connections.
+pub const KEPT_CONNECTIONS: usize = POSTGRES_MAX_CONNECTIONS as usize / 2;
 
 impl Postgres {
     /// The pool, unless the server is known to be unreachable.
     pub fn pool(&self) -> Result<&PgPool, sqlx::Error> {
-        if self.up.load(Ordering::Relaxed) {
+        if self.shared.up.load(Ordering::Relaxed) {
             Ok(&self.pool)
         } else {
             Err(sqlx::Error::PoolTimedOut)
@@ -271,22 +304,84 @@ impl Postgres {
         &self.pool
     }
 
+    /// Runs `work` on a connection, a kept one when there is one, unless the server is known
+    /// to be unreachable. A transaction `work` begins must end in it: a connection is kept
+    /// only when `work` succeeded.
+    pub async fn run<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let pool = self.pool()?;
+        let outages = self.shared.outages.load(Ordering::Relaxed);
+        let mut connection = match self.take_kept(outages) {
+            Some(connection) => connection,
+            None => pool.acquire().await?,
+        };
+        // Dropped here (work failed, or this future was dropped half-way), the connection
+        // goes back to the pool, which checks it or closes it.
+        let done = work(&mut connection).await?;
+        self.keep(connection, outages);
+        Ok(done)
+    }
+
+    fn take_kept(&self, outages: u64) -> Option<PoolConnection<sqlx::Postgres>> {
+        let mut kept = self.shared.kept.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.pop() {
+            Some((connection, taken_under)) if taken_under == outages => Some(connection),
+            // Kept from before an outage: so is every other one. The pool checks them.
+            Some(stale) => {
+                let stale = std::iter::once(stale)
+                    .chain(kept.drain(..))
+                    .collect::<Vec<_>>();
+                drop(kept);
+                drop(stale);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn keep(&self, connection: PoolConnection<sqlx::Postgres>, outages: u64) {
+        let mut kept = self.shared.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < KEPT_CONNECTIONS && !self.pool.is_closed() {
+            kept.push((connection, outages));
+        }
+    }
+
+    /// Gives the kept connections back and closes the pool, waiting for queries in progress.
+    async fn close(&self) {
+        let kept = std::mem::take(&mut *self.shared.kept.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(kept);
+        self.pool.close().await;
+    }
+
+    #[cfg(test)]
+    fn kept_len(&self) -> usize {
+        self.shared.kept.lock().unwrap().len()
+    }
+
     fn new(pool: PgPool, options: PgConnectOptions) -> Self {
-        let up = Arc::new(AtomicBool::new(true));
-        tokio::spawn(probe(options, Arc::downgrade(&up), pool.clone()));
-        Self { pool, up }
+        let shared = Arc::new(Shared {
+            up: AtomicBool::new(true),
+            ..Shared::default()
+        });
+        tokio::spawn(probe(options, Arc::downgrade(&shared), pool.clone()));
+        Self { pool, shared }
     }
 }
 
-/// Keeps `up` telling whether the server answers, until the pool closes or the gate is gone.
-async fn probe(options: PgConnectOptions, up: Weak<AtomicBool>, pool: PgPool) {
+/// Keeps `up` telling whether the server answers (and counts the times it did not), until the
+/// pool closes or the gate is gone.
+async fn probe(options: PgConnectOptions, shared: Weak<Shared>, pool: PgPool) {
     use sqlx::Connection;
     let mut connection: Option<sqlx::PgConnection> = None;
     let mut interval = tokio::time::interval(PROBE_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let Some(up) = up.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         if pool.is_closed() {
             return;
         }
@@ -301,10 +396,11 @@ async fn probe(options: PgConnectOptions, up: Weak<AtomicBool>, pool: PgPool) {
         })
         .await;
         let reachable = matches!(answered, Ok(Ok(())));
-        if up.swap(reachable, Ordering::Relaxed) != reachable {
+        if shared.up.swap(reachable, Ordering::Relaxed) != reachable {
             if reachable {
                 tracing::info!("database reachable again");
             } else {
+                shared.outages.fetch_add(1, Ordering::Relaxed);
                 let cause = match answered {
                     Ok(Err(error)) => error.to_string(),
                     _ => "no answer in time".to_owned(),
@@ -433,7 +529,7 @@ impl Database {
                 pools.write.close().await;
                 pools.read.close().await;
             }
-            Self::Postgres(pg) => pg.pool.close().await,
+            Self::Postgres(pg) => pg.close().await,
         }
     }
 }
@@ -606,6 +702,120 @@ mod tests {
                 assert!(std::time::Instant::now() < deadline, "never used again");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            db.close().await;
+            admin.close().await.unwrap();
+            database.remove().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_work_reuses_kept_connections_but_none_that_failed_or_outlived_an_outage() {
+        use crate::testing::{Backend as TestBackend, TestDatabase, backends};
+        use sqlx::Connection;
+        for backend in backends() {
+            let TestBackend::Postgres(admin_url) = &backend else {
+                continue;
+            };
+            let database = TestDatabase::create(&backend).await;
+            let none = Migrations {
+                sqlite: &[],
+                postgres: &[],
+            };
+            let db = database.connect(&none).await;
+            let Database::Postgres(pg) = &db else {
+                unreachable!("a PostgreSQL test database")
+            };
+            let backend_pid = async || {
+                pg.run(async |c| {
+                    sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                        .fetch_one(c)
+                        .await
+                })
+                .await
+            };
+
+            // Work that succeeds leaves its connection kept, and the next work gets it back.
+            let first = backend_pid().await.unwrap();
+            assert_eq!(pg.kept_len(), 1);
+            assert_eq!(backend_pid().await.unwrap(), first);
+            assert_eq!(pg.kept_len(), 1);
+
+            // Work that fails, or that is dropped half-way, gives its connection to the pool.
+            let failed = pg
+                .run(async |c| sqlx::query("SELECT 1 / 0").execute(c).await)
+                .await;
+            assert!(failed.is_err());
+            assert_eq!(pg.kept_len(), 0);
+            backend_pid().await.unwrap();
+            let cut_short = tokio::time::timeout(
+                Duration::from_millis(50),
+                pg.run(async |c| {
+                    let mut tx = c.begin().await?;
+                    sqlx::query("SET LOCAL application_name = 'cut short'")
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("SELECT pg_sleep(1)").execute(&mut *tx).await?;
+                    tx.commit().await
+                }),
+            )
+            .await;
+            assert!(cut_short.is_err(), "the sleep should have been cut short");
+            assert_eq!(pg.kept_len(), 0);
+            // Whatever connection comes next is in no transaction of the work cut short.
+            let name: String = pg
+                .run(async |c| {
+                    sqlx::query_scalar("SELECT current_setting('application_name')")
+                        .fetch_one(c)
+                        .await
+                })
+                .await
+                .unwrap();
+            assert_ne!(name, "cut short");
+            assert_eq!(pg.kept_len(), 1);
+
+            // An outage: the server drops every connection, the kept one included, and
+            // refuses new ones until it is back.
+            let name = database.url.expose().rsplit('/').next().unwrap().to_owned();
+            let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+            for sql in [
+                format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+                format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+                ),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while pg.pool().is_ok() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the gate never closed"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let refused = backend_pid().await.unwrap_err();
+            assert!(is_unavailable(&refused), "{refused:?}");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS true"
+            )))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while pg.pool().is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the gate never opened"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // The first work after the outage does not get the dead kept connection.
+            let after = backend_pid().await.unwrap();
+            assert_ne!(after, first);
+
             db.close().await;
             admin.close().await.unwrap();
             database.remove().await;

@@ -408,6 +408,77 @@ async fn pg_current_for_write(
     })
 }
 
+/// An update on PostgreSQL, in a transaction of its own on `connection`.
+async fn pg_update(
+    connection: &mut sqlx::PgConnection,
+    owner: &str,
+    id: &str,
+    changes: &TaskChanges,
+    expected_version: Option<i64>,
+    now: Micros,
+) -> Result<WriteOutcome, sqlx::Error> {
+    use sqlx::Connection;
+    let mut tx = connection.begin().await?;
+    let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
+        Ok(current) => current,
+        Err(outcome) => return Ok(outcome),
+    };
+    let Some(next) = apply(&current, changes.clone(), now) else {
+        tx.commit().await?;
+        return Ok(WriteOutcome::Done(current, None));
+    };
+    sqlx::query(
+        "UPDATE tasks SET title = $1, description = $2, completed = $3, update_time = $4, \
+         version = $5 WHERE owner_id = $6 AND id = $7",
+    )
+    .bind(&next.title)
+    .bind(&next.description)
+    .bind(next.completed)
+    .bind(next.update_time)
+    .bind(next.version)
+    .bind(owner)
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let event = TaskEvent {
+        kind: EventKind::Updated,
+        task: next.clone(),
+        event_time: next.update_time,
+    };
+    pg_record_event(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(WriteOutcome::Done(next, Some(event)))
+}
+
+/// A delete on PostgreSQL, in a transaction of its own on `connection`.
+async fn pg_delete(
+    connection: &mut sqlx::PgConnection,
+    owner: &str,
+    id: &str,
+    expected_version: Option<i64>,
+    now: Micros,
+) -> Result<WriteOutcome, sqlx::Error> {
+    use sqlx::Connection;
+    let mut tx = connection.begin().await?;
+    let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
+        Ok(current) => current,
+        Err(outcome) => return Ok(outcome),
+    };
+    sqlx::query("DELETE FROM tasks WHERE owner_id = $1 AND id = $2")
+        .bind(owner)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let event = TaskEvent {
+        kind: EventKind::Deleted,
+        task: current.clone(),
+        event_time: now,
+    };
+    pg_record_event(&mut tx, &event).await?;
+    tx.commit().await?;
+    Ok(WriteOutcome::Done(current, Some(event)))
+}
+
 /// Records `event` and announces it to every instance (PostgreSQL's change feed), with its
 /// owner in the notification so that instances where nobody watches the owner skip it.
 async fn pg_record_event(
@@ -442,12 +513,13 @@ async fn pg_record_event(
 /// One attempt at a create on PostgreSQL; `None` when a concurrent create with the same
 /// request id committed first.
 async fn pg_create_once(
-    pool: &sqlx::PgPool,
+    connection: &mut sqlx::PgConnection,
     record: &TaskRecord,
     request_id: Option<&str>,
 ) -> Result<Option<(Option<TaskRecord>, Option<TaskEvent>)>, sqlx::Error> {
+    use sqlx::Connection;
     let owner = record.owner_id.as_str();
-    let mut tx = pool.begin().await?;
+    let mut tx = connection.begin().await?;
     if let Some(request_id) = request_id {
         let earlier: Option<(String,)> = sqlx::query_as(
             "SELECT task_id FROM create_requests WHERE owner_id = $1 AND request_id = $2",
@@ -526,7 +598,7 @@ impl TaskStore for SqlTaskStore {
             }
             Database::Postgres(pg) => pg,
         };
-        let pool = pg.pool()?;
+        pg.pool()?;
         let record = TaskRecord {
             id: id.to_owned(),
             owner_id: owner.to_owned(),
@@ -552,7 +624,10 @@ impl TaskStore for SqlTaskStore {
         // A second attempt happens only after losing a race with a concurrent retry of the
         // same request, and then finds the winner's task.
         for _ in 0..2 {
-            if let Some(done) = pg_create_once(pool, &record, Some(request_id)).await? {
+            let once = pg
+                .run(async |connection| pg_create_once(connection, &record, Some(request_id)).await)
+                .await?;
+            if let Some(done) = once {
                 return Ok(done);
             }
         }
@@ -574,23 +649,27 @@ impl TaskStore for SqlTaskStore {
     }
 
     async fn list(&self, owner: &str, query: &ListQuery) -> StoreResult<Vec<TaskRecord>> {
-        let pool = match &self.db {
+        let pg = match &self.db {
             Database::Sqlite(pools) => return sqlite::list(&pools.reader, owner, query),
-            Database::Postgres(pg) => pg.pool()?,
+            Database::Postgres(pg) => pg,
         };
         let sql = list_sql(query, '$');
-        let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
-        if let Some(completed) = query.completed {
-            statement = statement.bind(completed);
-        }
-        if let Some(cursor) = &query.after {
-            statement = match &cursor.key {
-                CursorKey::Time(time) => statement.bind(*time),
-                CursorKey::Text(text) => statement.bind(text.as_str()),
-            };
-            statement = statement.bind(cursor.id.as_str());
-        }
-        let rows: Vec<TaskRow> = statement.bind(query.limit).fetch_all(pool).await?;
+        let rows: Vec<TaskRow> = pg
+            .run(async |connection| {
+                let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
+                if let Some(completed) = query.completed {
+                    statement = statement.bind(completed);
+                }
+                if let Some(cursor) = &query.after {
+                    statement = match &cursor.key {
+                        CursorKey::Time(time) => statement.bind(*time),
+                        CursorKey::Text(text) => statement.bind(text.as_str()),
+                    };
+                    statement = statement.bind(cursor.id.as_str());
+                }
+                statement.bind(query.limit).fetch_all(connection).await
+            })
+            .await?;
         Ok(rows.into_iter().map(from_row).collect())
     }
 
@@ -619,43 +698,17 @@ impl TaskStore for SqlTaskStore {
         expected_version: Option<i64>,
         now: Micros,
     ) -> StoreResult<WriteOutcome> {
-        let pool = match &self.db {
+        let pg = match &self.db {
             Database::Sqlite(pools) => {
                 return sqlite::update(&pools.writer, owner, id, changes, expected_version, now)
                     .await;
             }
-            Database::Postgres(pg) => pg.pool()?,
+            Database::Postgres(pg) => pg,
         };
-        let mut tx = pool.begin().await?;
-        let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
-            Ok(current) => current,
-            Err(outcome) => return Ok(outcome),
+        let update = async |connection: &mut sqlx::PgConnection| {
+            pg_update(connection, owner, id, changes, expected_version, now).await
         };
-        let Some(next) = apply(&current, changes.clone(), now) else {
-            tx.commit().await?;
-            return Ok(WriteOutcome::Done(current, None));
-        };
-        sqlx::query(
-            "UPDATE tasks SET title = $1, description = $2, completed = $3, update_time = $4, \
-             version = $5 WHERE owner_id = $6 AND id = $7",
-        )
-        .bind(&next.title)
-        .bind(&next.description)
-        .bind(next.completed)
-        .bind(next.update_time)
-        .bind(next.version)
-        .bind(owner)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let event = TaskEvent {
-            kind: EventKind::Updated,
-            task: next.clone(),
-            event_time: next.update_time,
-        };
-        pg_record_event(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(WriteOutcome::Done(next, Some(event)))
+        Ok(pg.run(update).await?)
     }
 
     async fn delete(
@@ -665,30 +718,16 @@ impl TaskStore for SqlTaskStore {
         expected_version: Option<i64>,
         now: Micros,
     ) -> StoreResult<WriteOutcome> {
-        let pool = match &self.db {
+        let pg = match &self.db {
             Database::Sqlite(pools) => {
                 return sqlite::delete(&pools.writer, owner, id, expected_version, now).await;
             }
-            Database::Postgres(pg) => pg.pool()?,
+            Database::Postgres(pg) => pg,
         };
-        let mut tx = pool.begin().await?;
-        let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
-            Ok(current) => current,
-            Err(outcome) => return Ok(outcome),
+        let delete = async |connection: &mut sqlx::PgConnection| {
+            pg_delete(connection, owner, id, expected_version, now).await
         };
-        sqlx::query("DELETE FROM tasks WHERE owner_id = $1 AND id = $2")
-            .bind(owner)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let event = TaskEvent {
-            kind: EventKind::Deleted,
-            task: current.clone(),
-            event_time: now,
-        };
-        pg_record_event(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(WriteOutcome::Done(current, Some(event)))
+        Ok(pg.run(delete).await?)
     }
 
     async fn event(&self, id: i64) -> StoreResult<Option<TaskEvent>> {
@@ -708,14 +747,17 @@ impl TaskStore for SqlTaskStore {
         let Database::Postgres(pg) = &self.db else {
             return Ok(None);
         };
-        let pool = pg.pool()?;
-        let row: Option<EventRow> = sqlx::query_as(
-            "SELECT kind, owner_id, task_id, title, description, completed, create_time, \
-             update_time, version, event_time FROM task_events WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+        let row: Option<EventRow> = pg
+            .run(async |connection| {
+                sqlx::query_as(
+                    "SELECT kind, owner_id, task_id, title, description, completed, \
+                     create_time, update_time, version, event_time FROM task_events WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(connection)
+                .await
+            })
+            .await?;
         let Some((
             kind,
             owner_id,

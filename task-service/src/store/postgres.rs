@@ -26,6 +26,7 @@
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 
+use sqlx::PgConnection;
 use todo_common::db::Postgres;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -84,6 +85,11 @@ async fn write(pg: Postgres, mut queue: mpsc::Receiver<Job>) {
 
 /// One statement for the whole group: the tasks, their events, and a notification for each.
 async fn insert(pg: &Postgres, group: &[Job]) -> Result<(), sqlx::Error> {
+    pg.run(async |connection| insert_on(connection, group).await)
+        .await
+}
+
+async fn insert_on(connection: &mut PgConnection, group: &[Job]) -> Result<(), sqlx::Error> {
     let column = |f: fn(&TaskRecord) -> String| -> Vec<String> {
         group.iter().map(|job| f(&job.record)).collect()
     };
@@ -121,7 +127,7 @@ async fn insert(pg: &Postgres, group: &[Job]) -> Result<(), sqlx::Error> {
     .bind(times)
     .bind(versions)
     .bind(EventKind::Created as i16)
-    .execute(pg.pool()?)
+    .execute(connection)
     .await
     .map(drop)
 }
@@ -250,10 +256,14 @@ pub fn gets(pg: Postgres) -> Gets {
         async move {
             let owners: Vec<&str> = keys.iter().map(|(owner, _)| owner.as_str()).collect();
             let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
-            let rows: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(&*sql))
-                .bind(owners)
-                .bind(ids)
-                .fetch_all(pg.pool()?)
+            let rows: Vec<TaskRow> = pg
+                .run(async |connection| {
+                    sqlx::query_as(sqlx::AssertSqlSafe(&*sql))
+                        .bind(owners)
+                        .bind(ids)
+                        .fetch_all(connection)
+                        .await
+                })
                 .await?;
             let by_id: HashMap<String, TaskRecord> = rows
                 .into_iter()
@@ -279,12 +289,17 @@ pub type Counts = Grouped<String, (i64, i64)>;
 /// Starts the reader of counts.
 pub fn counts(pg: Postgres) -> Counts {
     Grouped::start(pg, |pg, owners: Vec<String>| async move {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT owner_id, total, completed FROM task_counts WHERE owner_id = ANY($1::text[])",
-        )
-        .bind(&owners)
-        .fetch_all(pg.pool()?)
-        .await?;
+        let rows: Vec<(String, i64, i64)> = pg
+            .run(async |connection| {
+                sqlx::query_as(
+                    "SELECT owner_id, total, completed FROM task_counts \
+                     WHERE owner_id = ANY($1::text[])",
+                )
+                .bind(&owners)
+                .fetch_all(connection)
+                .await
+            })
+            .await?;
         let by_owner: HashMap<String, (i64, i64)> = rows
             .into_iter()
             .map(|(owner, total, completed)| (owner, (total, completed)))
