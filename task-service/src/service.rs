@@ -28,7 +28,7 @@ use crate::{
     names::{parse_parent, parse_task_name, task_name},
     query::{decode_token, encode_token, fingerprint, page_size, parse_filter, parse_order},
     store::{
-        Cursor, EventKind, ListQuery, NewTask, TaskChanges, TaskEvent, TaskRecord, TaskStore,
+        Cursor, EventKind, ListQuery, NewTask, Page, TaskChanges, TaskEvent, TaskRecord, TaskStore,
         WriteOutcome,
     },
     validate::{description_problem, title_problem},
@@ -235,12 +235,11 @@ impl<S: TaskStore> TaskService for TaskApi<S> {
             after,
             limit: limit + 1,
         };
-        // The page and the count at once: on PostgreSQL, two statements in parallel.
-        let (mut tasks, total) = tokio::try_join!(
-            self.store.list(&owner, &query),
-            self.store.count(&owner, completed),
-        )
-        .map_err(TaskError::from)?;
+        let Page { mut tasks, total } = self
+            .store
+            .list(&owner, &query)
+            .await
+            .map_err(TaskError::from)?;
         let next_page_token = if tasks.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
             tasks.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
             tasks

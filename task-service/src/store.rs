@@ -169,6 +169,26 @@ pub struct ListQuery {
     pub limit: i64,
 }
 
+/// A page of an owner's tasks, and how many there are on all pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// The tasks, in the query's order.
+    pub tasks: Vec<TaskRecord>,
+    /// How many tasks the owner has with the query's state, if it sets one.
+    pub total: i64,
+}
+
+impl Page {
+    /// The total of an owner with `total` tasks, `done` of them completed, with `completed`.
+    fn total_of((total, done): (i64, i64), completed: Option<bool>) -> i64 {
+        match completed {
+            None => total,
+            Some(true) => done,
+            Some(false) => total - done,
+        }
+    }
+}
+
 /// What went wrong in the store.
 #[derive(Debug)]
 pub enum StoreError {
@@ -243,18 +263,12 @@ pub trait TaskStore: Send + Sync + 'static {
         owner: &str,
         id: &str,
     ) -> impl Future<Output = StoreResult<Option<TaskRecord>>> + Send;
-    /// One page of the owner's tasks.
+    /// One page of the owner's tasks, with their count (as of the same moment on PostgreSQL).
     fn list(
         &self,
         owner: &str,
         query: &ListQuery,
-    ) -> impl Future<Output = StoreResult<Vec<TaskRecord>>> + Send;
-    /// How many tasks the owner has, with the given state if set.
-    fn count(
-        &self,
-        owner: &str,
-        completed: Option<bool>,
-    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    ) -> impl Future<Output = StoreResult<Page>> + Send;
     /// Changes a task, if its version is `expected_version` (when set).
     fn update(
         &self,
@@ -285,9 +299,8 @@ pub struct SqlTaskStore {
     /// PostgreSQL's writer of plain creates, in groups (started at the first; shared by
     /// clones).
     creates: std::sync::Arc<std::sync::OnceLock<postgres::Creates>>,
-    /// PostgreSQL's readers of single tasks and of counts, in groups (likewise).
+    /// PostgreSQL's reader of single tasks, in groups (likewise).
     gets: std::sync::Arc<std::sync::OnceLock<postgres::Gets>>,
-    counts: std::sync::Arc<std::sync::OnceLock<postgres::Counts>>,
 }
 
 impl SqlTaskStore {
@@ -297,7 +310,6 @@ impl SqlTaskStore {
             db,
             creates: std::sync::Arc::default(),
             gets: std::sync::Arc::default(),
-            counts: std::sync::Arc::default(),
         }
     }
 
@@ -324,6 +336,36 @@ fn from_row(row: TaskRow) -> TaskRecord {
         update_time,
         version,
     }
+}
+
+/// A row of PostgreSQL's page statement: the owner's counts (total, completed), then a task's
+/// columns, all `NULL` when the page is empty.
+type PageRow = (
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+fn from_page_row(row: PageRow) -> Option<TaskRecord> {
+    let (_, _, id, owner_id, title, description, completed, create_time, update_time, version) =
+        row;
+    Some(TaskRecord {
+        id: id?,
+        owner_id: owner_id?,
+        title: title?,
+        description: description?,
+        completed: completed?,
+        create_time: create_time?,
+        update_time: update_time?,
+        version: version?,
+    })
 }
 
 /// The ORDER BY clause, the sort column and the keyset comparison of an order.
@@ -648,13 +690,20 @@ impl TaskStore for SqlTaskStore {
         }
     }
 
-    async fn list(&self, owner: &str, query: &ListQuery) -> StoreResult<Vec<TaskRecord>> {
+    async fn list(&self, owner: &str, query: &ListQuery) -> StoreResult<Page> {
         let pg = match &self.db {
             Database::Sqlite(pools) => return sqlite::list(&pools.reader, owner, query),
             Database::Postgres(pg) => pg,
         };
-        let sql = list_sql(query, '$');
-        let rows: Vec<TaskRow> = pg
+        // The page and the count in one statement: one row per task of the page with the
+        // owner's counts beside it, or one row of counts alone when the page is empty, or no
+        // row when the owner never had a task.
+        let sql = format!(
+            "SELECT c.total, c.completed, t.* FROM task_counts c \
+             LEFT JOIN LATERAL ({}) t ON true WHERE c.owner_id = $1",
+            list_sql(query, '$')
+        );
+        let rows: Vec<PageRow> = pg
             .run(async |connection| {
                 let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
                 if let Some(completed) = query.completed {
@@ -670,23 +719,10 @@ impl TaskStore for SqlTaskStore {
                 statement.bind(query.limit).fetch_all(connection).await
             })
             .await?;
-        Ok(rows.into_iter().map(from_row).collect())
-    }
-
-    async fn count(&self, owner: &str, completed: Option<bool>) -> StoreResult<i64> {
-        let row = match &self.db {
-            Database::Sqlite(pools) => sqlite::counts(&pools.reader, owner)?,
-            Database::Postgres(pg) => {
-                pg.pool()?;
-                let counts = self.counts.get_or_init(|| postgres::counts(pg.clone()));
-                Some(counts.get(owner.to_owned()).await?)
-            }
-        };
-        let (total, done) = row.unwrap_or((0, 0));
-        Ok(match completed {
-            None => total,
-            Some(true) => done,
-            Some(false) => total - done,
+        let counts = rows.first().map_or((0, 0), |row| (row.0, row.1));
+        Ok(Page {
+            tasks: rows.into_iter().filter_map(from_page_row).collect(),
+            total: Page::total_of(counts, query.completed),
         })
     }
 
@@ -836,6 +872,17 @@ mod contract {
         }
     }
 
+    /// How many tasks `owner` has, with `completed` if set: the total of a page.
+    async fn count(store: &SqlTaskStore, owner: &str, completed: Option<bool>) -> i64 {
+        let query = ListQuery {
+            completed,
+            order: DESC,
+            after: None,
+            limit: 1,
+        };
+        store.list(owner, &query).await.unwrap().total
+    }
+
     fn id(n: u32) -> String {
         format!("00000000-0000-7000-8000-{n:012}")
     }
@@ -906,8 +953,8 @@ mod contract {
                 after: None,
                 limit: 10,
             };
-            assert!(store.list("bob", &query).await.unwrap().is_empty());
-            assert_eq!(store.count("bob", None).await.unwrap(), 0);
+            assert_eq!(store.list("bob", &query).await.unwrap(), Page::default());
+            assert_eq!(count(&store, "bob", None).await, 0);
             assert_eq!(store.get("ada", &id(1)).await.unwrap(), Some(created));
         })
         .await;
@@ -927,7 +974,7 @@ mod contract {
                 .unwrap();
             assert_eq!(again, first);
             assert!(event.is_none(), "a retry is not a new event");
-            assert_eq!(store.count("ada", None).await.unwrap(), 1);
+            assert_eq!(count(&store, "ada", None).await, 1);
             // Request ids are per owner.
             let (other, _) = store
                 .create("bob", &id(3), &new("bob's"), Some("r1"), 2_000)
@@ -981,7 +1028,7 @@ mod contract {
                 created.push(create.await.unwrap());
             }
             for owner in owners {
-                assert_eq!(store.count(owner, None).await.unwrap(), 100, "{owner}");
+                assert_eq!(count(&store, owner, None).await, 100, "{owner}");
             }
             for task in &created {
                 assert_eq!(
@@ -1033,9 +1080,9 @@ mod contract {
                                 );
                             }
                             3 => {
-                                assert_eq!(store.count(&task.owner_id, None).await.unwrap(), 20);
+                                assert_eq!(count(&store, &task.owner_id, None).await, 20);
                             }
-                            _ => assert_eq!(store.count("cy", None).await.unwrap(), 0),
+                            _ => assert_eq!(count(&store, "cy", None).await, 0),
                         }
                     })
                 })
@@ -1070,7 +1117,7 @@ mod contract {
             }
             ids.dedup();
             assert_eq!(ids.len(), 1, "{ids:?}");
-            assert_eq!(store.count("ada", None).await.unwrap(), 1);
+            assert_eq!(count(&store, "ada", None).await, 1);
         })
         .await;
     }
@@ -1118,7 +1165,7 @@ mod contract {
                 .await
                 .unwrap();
             assert_eq!(same, WriteOutcome::Done(updated.clone(), None));
-            assert_eq!(store.count("ada", Some(true)).await.unwrap(), 1);
+            assert_eq!(count(&store, "ada", Some(true)).await, 1);
 
             let reopen = TaskChanges {
                 completed: Some(false),
@@ -1128,8 +1175,8 @@ mod contract {
                 .update("ada", &id(1), &reopen, Some(2), 4_000)
                 .await
                 .unwrap();
-            assert_eq!(store.count("ada", Some(true)).await.unwrap(), 0);
-            assert_eq!(store.count("ada", Some(false)).await.unwrap(), 1);
+            assert_eq!(count(&store, "ada", Some(true)).await, 0);
+            assert_eq!(count(&store, "ada", Some(false)).await, 1);
             assert_eq!(
                 store
                     .update("ada", &id(9), &reopen, None, 4_000)
@@ -1172,8 +1219,8 @@ mod contract {
                 WriteOutcome::NotFound
             );
             assert_eq!(store.get("ada", &id(1)).await.unwrap(), None);
-            assert_eq!(store.count("ada", None).await.unwrap(), 1);
-            assert_eq!(store.count("ada", Some(true)).await.unwrap(), 0);
+            assert_eq!(count(&store, "ada", None).await, 1);
+            assert_eq!(count(&store, "ada", Some(true)).await, 0);
         })
         .await;
     }
@@ -1195,13 +1242,17 @@ mod contract {
                 after: after.clone(),
                 limit: page,
             };
-            let tasks = store.list(owner, &query).await.unwrap();
+            let Page { tasks, total } = store.list(owner, &query).await.unwrap();
             seen.extend(tasks.iter().map(|t| t.title.clone()));
             match tasks.last() {
                 Some(last) if tasks.len() as i64 == page => {
                     after = Some(Cursor::after(last, order))
                 }
-                _ => return seen,
+                _ => {
+                    // Every page counts all the pages' tasks.
+                    assert_eq!(total, seen.len() as i64, "{owner} {completed:?}");
+                    return seen;
+                }
             }
         }
     }
@@ -1248,7 +1299,7 @@ mod contract {
                         };
                         let page = store.list(owner, &first).await.unwrap();
                         queries.push((owner, first.clone(), page.clone()));
-                        if let Some(last) = page.last() {
+                        if let Some(last) = page.tasks.last() {
                             let next = ListQuery {
                                 after: Some(Cursor::after(last, order)),
                                 ..first
@@ -1262,7 +1313,7 @@ mod contract {
             assert!(
                 queries
                     .iter()
-                    .any(|(_, q, page)| q.after.is_some() && !page.is_empty())
+                    .any(|(_, q, page)| q.after.is_some() && !page.tasks.is_empty())
             );
             let reads: Vec<_> = (0..400usize)
                 .map(|n| {
@@ -1346,8 +1397,8 @@ mod contract {
             let done = all_pages(&store, "ada", Some(true), DESC, 3).await;
             let open = all_pages(&store, "ada", Some(false), DESC, 3).await;
             assert_eq!((done.len(), open.len()), (9, 16));
-            assert_eq!(store.count("ada", Some(true)).await.unwrap(), 9);
-            assert_eq!(store.count("ada", None).await.unwrap(), 25);
+            assert_eq!(count(&store, "ada", Some(true)).await, 9);
+            assert_eq!(count(&store, "ada", None).await, 25);
         })
         .await;
     }

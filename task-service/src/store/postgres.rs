@@ -17,12 +17,11 @@
 //! Each `GetTask` alone is a round trip to a PostgreSQL backend process for one index lookup,
 //! and on a machine whose cores the database shares, waking that process and being woken by
 //! it costs more than the lookup (6.7k/s at 50 in flight, 149 µs of the task service's CPU
-//! per call, measured; 21.5k/s and 46 µs grouped). So point reads of one kind (a task by owner
-//! and id; an owner's counts, which every `ListTasks` reads) go to a task of their own that
-//! takes every read waiting when it comes round and answers them all with one statement,
-//! with at most [`READ_GROUPS_IN_FLIGHT`] statements at once: alone, a read is still one
-//! statement; under load, reads share them. Each read sees the table as of a moment after it
-//! was asked, as a statement of its own would.
+//! per call, measured; 21.5k/s and 46 µs grouped). So point reads (a task by owner and id) go
+//! to a task of their own that takes every read waiting when it comes round and answers them
+//! all with one statement, with at most [`READ_GROUPS_IN_FLIGHT`] statements at once: alone, a
+//! read is still one statement; under load, reads share them. Each read sees the table as of
+//! a moment after it was asked, as a statement of its own would.
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 
@@ -280,33 +279,5 @@ pub fn gets(pg: Postgres) -> Gets {
                 })
                 .collect())
         }
-    })
-}
-
-/// Counts by owner: (tasks, completed tasks).
-pub type Counts = Grouped<String, (i64, i64)>;
-
-/// Starts the reader of counts.
-pub fn counts(pg: Postgres) -> Counts {
-    Grouped::start(pg, |pg, owners: Vec<String>| async move {
-        let rows: Vec<(String, i64, i64)> = pg
-            .run(async |connection| {
-                sqlx::query_as(
-                    "SELECT owner_id, total, completed FROM task_counts \
-                     WHERE owner_id = ANY($1::text[])",
-                )
-                .bind(&owners)
-                .fetch_all(connection)
-                .await
-            })
-            .await?;
-        let by_owner: HashMap<String, (i64, i64)> = rows
-            .into_iter()
-            .map(|(owner, total, completed)| (owner, (total, completed)))
-            .collect();
-        Ok(owners
-            .iter()
-            .map(|owner| by_owner.get(owner).copied().unwrap_or((0, 0)))
-            .collect())
     })
 }

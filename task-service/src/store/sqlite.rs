@@ -11,7 +11,7 @@ use todo_common::{
 };
 
 use super::{
-    COLUMNS, CursorKey, EventKind, ListQuery, NewTask, StoreResult, TaskChanges, TaskEvent,
+    COLUMNS, CursorKey, EventKind, ListQuery, NewTask, Page, StoreResult, TaskChanges, TaskEvent,
     TaskRecord, WriteOutcome, list_sql,
 };
 
@@ -47,8 +47,8 @@ pub fn get(reader: &SqliteReader, owner: &str, id: &str) -> StoreResult<Option<T
     Ok(reader.read(|connection| get_task(connection, owner, id))?)
 }
 
-/// One page of the owner's tasks.
-pub fn list(reader: &SqliteReader, owner: &str, query: &ListQuery) -> StoreResult<Vec<TaskRecord>> {
+/// One page of the owner's tasks, and their count.
+pub fn list(reader: &SqliteReader, owner: &str, query: &ListQuery) -> StoreResult<Page> {
     let sql = list_sql(query, '?');
     Ok(reader.read(|connection| {
         let mut statement = connection.prepare_cached(&sql)?;
@@ -73,17 +73,14 @@ pub fn list(reader: &SqliteReader, owner: &str, query: &ListQuery) -> StoreResul
         while let Some(row) = rows.next()? {
             tasks.push(task(row)?);
         }
-        Ok(tasks)
-    })?)
-}
-
-/// The owner's total and completed task counts.
-pub fn counts(reader: &SqliteReader, owner: &str) -> StoreResult<Option<(i64, i64)>> {
-    Ok(reader.read(|connection| {
-        connection
+        let counts = connection
             .prepare_cached("SELECT total, completed FROM task_counts WHERE owner_id = ?1")?
             .query_row([owner], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()
+            .optional()?;
+        Ok(Page {
+            tasks,
+            total: Page::total_of(counts.unwrap_or((0, 0)), query.completed),
+        })
     })?)
 }
 
