@@ -16,6 +16,8 @@ use std::{
     time::Duration,
 };
 
+use tokio::sync::Semaphore;
+
 pub use crate::sqlite::{SqliteReader, SqliteWriter, WriteError, is_sqlite_unavailable};
 
 use sqlx::{
@@ -247,10 +249,11 @@ pub enum Database {
 /// sqlx's pool checks a connection with a round trip to the server (a `Sync`) both when it
 /// hands it out and when it takes it back, so a query through the pool costs three round
 /// trips where the query itself needs one; on a machine whose cores the server shares, each
-/// is two wake-ups. [`Postgres::run`] keeps up to [`KEPT_CONNECTIONS`] connections out of the
-/// pool instead and reuses them as they are: only a connection whose work failed or was
-/// dropped half-way (the caller gave up) goes back to the pool to be checked, and none kept
-/// from before an outage is used after it.
+/// is two wake-ups. [`Postgres::run`] runs at most [`KEPT_CONNECTIONS`] works at once (the
+/// others wait their turn, as long as they would wait for the pool) and keeps their
+/// connections out of the pool between works, reusing them as they are: only a connection
+/// whose work failed or was dropped half-way (the caller gave up) goes back to the pool to be
+/// checked, and none kept from before an outage is used after it.
 #[derive(Clone, Debug)]
 pub struct Postgres {
     pool: PgPool,
@@ -258,12 +261,15 @@ pub struct Postgres {
 }
 
 /// What the probe and the callers of one [`Postgres`] share.
-#[derive(Default)]
 struct Shared {
     /// Whether the probe last reached the server.
     up: AtomicBool,
     /// How many times the probe has found the server gone.
     outages: AtomicU64,
+    /// One per work running: never more connections out than can be kept, so that a work
+    /// waiting for its turn always finds a kept connection (or room to take one) when it
+    /// comes.
+    turns: Semaphore,
     /// Connections that finished their last work cleanly, with the outage count they were
     /// taken out under.
     kept: std::sync::Mutex<Vec<(PoolConnection<sqlx::Postgres>, u64)>>,
@@ -284,9 +290,9 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a query waits for a pooled PostgreSQL connection: a busy pool beyond this is
 /// overloaded, and the caller is better told so (`UNAVAILABLE`) than kept waiting.
 const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Most connections [`Postgres::run`] keeps out of the pool while they are idle: half of it,
-/// so that the pool's other users always find connections.
-pub const KEPT_CONNECTIONS: usize = POSTGRES_MAX_CONNECTIONS as usize / 2;
+/// Most works [`Postgres::run`] runs at once, each on a connection kept out of the pool: three
+/// quarters of it, the rest for its other users (the change feed's listener, pruning).
+pub const KEPT_CONNECTIONS: usize = POSTGRES_MAX_CONNECTIONS as usize * 3 / 4;
 
 impl Postgres {
     /// The pool, unless the server is known to be unreachable.
@@ -312,6 +318,10 @@ impl Postgres {
         work: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, sqlx::Error> {
         let pool = self.pool()?;
+        let _turn = tokio::time::timeout(POSTGRES_ACQUIRE_TIMEOUT, self.shared.turns.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
         let outages = self.shared.outages.load(Ordering::Relaxed);
         let mut connection = match self.take_kept(outages) {
             Some(connection) => connection,
@@ -343,13 +353,15 @@ impl Postgres {
 
     fn keep(&self, connection: PoolConnection<sqlx::Postgres>, outages: u64) {
         let mut kept = self.shared.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() < KEPT_CONNECTIONS && !self.pool.is_closed() {
+        // Closing shuts the turns before it empties `kept`: nothing is kept after that.
+        if kept.len() < KEPT_CONNECTIONS && !self.shared.turns.is_closed() {
             kept.push((connection, outages));
         }
     }
 
     /// Gives the kept connections back and closes the pool, waiting for queries in progress.
     async fn close(&self) {
+        self.shared.turns.close();
         let kept = std::mem::take(&mut *self.shared.kept.lock().unwrap_or_else(|e| e.into_inner()));
         drop(kept);
         self.pool.close().await;
@@ -363,7 +375,9 @@ impl Postgres {
     fn new(pool: PgPool, options: PgConnectOptions) -> Self {
         let shared = Arc::new(Shared {
             up: AtomicBool::new(true),
-            ..Shared::default()
+            outages: AtomicU64::new(0),
+            turns: Semaphore::new(KEPT_CONNECTIONS),
+            kept: std::sync::Mutex::default(),
         });
         tokio::spawn(probe(options, Arc::downgrade(&shared), pool.clone()));
         Self { pool, shared }
@@ -815,6 +829,34 @@ mod tests {
             // The first work after the outage does not get the dead kept connection.
             let after = backend_pid().await.unwrap();
             assert_ne!(after, first);
+
+            // More works at once than there are turns: each waits for one, and all run on
+            // the connections kept, never more of them.
+            let works: Vec<_> = (0..100)
+                .map(|_| {
+                    let pg = pg.clone();
+                    tokio::spawn(async move {
+                        pg.run(async |c| {
+                            sqlx::query_scalar::<_, i32>(
+                                "SELECT pg_backend_pid() FROM pg_sleep(0.005)",
+                            )
+                            .fetch_one(c)
+                            .await
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            let mut backends = std::collections::HashSet::new();
+            for work in works {
+                backends.insert(work.await.unwrap().unwrap());
+            }
+            assert!(
+                backends.len() <= KEPT_CONNECTIONS,
+                "{} connections",
+                backends.len()
+            );
+            assert!(pg.kept_len() <= KEPT_CONNECTIONS);
 
             db.close().await;
             admin.close().await.unwrap();
