@@ -648,6 +648,36 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Has the server refuse connections to the database `name` and drop those it has, as a
+    /// stopped server would (`allow` false), or take them again.
+    async fn allow_connections(admin: &mut sqlx::PgConnection, name: &str, allow: bool) {
+        let mut statements = vec![format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}")];
+        if !allow {
+            statements.push(format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ));
+        }
+        for sql in statements {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *admin)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Waits (5 s at most) for the probe to find the server reachable (`open`) or not.
+    async fn wait_for_gate(pg: &Postgres, open: bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while pg.pool().is_ok() != open {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the gate never became {}",
+                if open { "open" } else { "closed" }
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[tokio::test]
     async fn an_unreachable_postgres_fails_at_once_and_is_used_again_when_back() {
         use crate::testing::{Backend as TestBackend, TestDatabase, backends};
@@ -665,38 +695,14 @@ mod tests {
             db.ping().await.unwrap();
             let name = database.url.expose().rsplit('/').next().unwrap().to_owned();
             let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-            let admin_sql = async |admin: &mut sqlx::PgConnection, sql: String| {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(admin)
-                    .await
-                    .unwrap();
-            };
 
             // The database stops taking connections and drops those it has, as a stopped
             // server would.
-            admin_sql(
-                &mut admin,
-                format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
-            )
-            .await;
-            admin_sql(
-                &mut admin,
-                format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-                ),
-            )
-            .await;
+            allow_connections(&mut admin, &name, false).await;
             let Database::Postgres(pg) = &db else {
                 unreachable!("a PostgreSQL test database")
             };
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while pg.pool().is_ok() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the gate never closed"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_for_gate(pg, false).await;
             let started = std::time::Instant::now();
             let error = db.ping().await.unwrap_err();
             assert!(is_unavailable(&error), "{error:?}");
@@ -706,11 +712,7 @@ mod tests {
                 started.elapsed()
             );
 
-            admin_sql(
-                &mut admin,
-                format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
-            )
-            .await;
+            allow_connections(&mut admin, &name, true).await;
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while db.ping().await.is_err() {
                 assert!(std::time::Instant::now() < deadline, "never used again");
@@ -791,41 +793,12 @@ mod tests {
             // refuses new ones until it is back.
             let name = database.url.expose().rsplit('/').next().unwrap().to_owned();
             let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
-            for sql in [
-                format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
-                format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-                ),
-            ] {
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
-            }
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while pg.pool().is_ok() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the gate never closed"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            allow_connections(&mut admin, &name, false).await;
+            wait_for_gate(pg, false).await;
             let refused = backend_pid().await.unwrap_err();
             assert!(is_unavailable(&refused), "{refused:?}");
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "ALTER DATABASE {name} ALLOW_CONNECTIONS true"
-            )))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while pg.pool().is_err() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the gate never opened"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            allow_connections(&mut admin, &name, true).await;
+            wait_for_gate(pg, true).await;
             // The first work after the outage does not get the dead kept connection.
             let after = backend_pid().await.unwrap();
             assert_ne!(after, first);
