@@ -336,25 +336,22 @@ impl Postgres {
 
     fn take_kept(&self, outages: u64) -> Option<PoolConnection<sqlx::Postgres>> {
         let mut kept = self.shared.kept.lock().unwrap_or_else(|e| e.into_inner());
-        match kept.pop() {
-            Some((connection, taken_under)) if taken_under == outages => Some(connection),
-            // Kept from before an outage: so is every other one. The pool checks them.
-            Some(stale) => {
-                let stale = std::iter::once(stale)
-                    .chain(kept.drain(..))
-                    .collect::<Vec<_>>();
-                drop(kept);
-                drop(stale);
-                None
-            }
-            None => None,
+        let (connection, taken_under) = kept.pop()?;
+        if taken_under == outages {
+            return Some(connection);
         }
+        // Kept from before an outage, as every other one is: the pool checks them (a dropped
+        // connection goes back to it from a task of its own, so this does not wait).
+        kept.clear();
+        None
     }
 
+    /// Keeps `connection` for the next work: there is room, since only works holding a turn
+    /// take connections out.
     fn keep(&self, connection: PoolConnection<sqlx::Postgres>, outages: u64) {
         let mut kept = self.shared.kept.lock().unwrap_or_else(|e| e.into_inner());
         // Closing shuts the turns before it empties `kept`: nothing is kept after that.
-        if kept.len() < KEPT_CONNECTIONS && !self.shared.turns.is_closed() {
+        if !self.shared.turns.is_closed() {
             kept.push((connection, outages));
         }
     }
@@ -362,8 +359,11 @@ impl Postgres {
     /// Gives the kept connections back and closes the pool, waiting for queries in progress.
     async fn close(&self) {
         self.shared.turns.close();
-        let kept = std::mem::take(&mut *self.shared.kept.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(kept);
+        self.shared
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.pool.close().await;
     }
 

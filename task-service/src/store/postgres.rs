@@ -73,7 +73,9 @@ impl Creates {
 async fn write(pg: Postgres, mut queue: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let written = insert(&pg, &group).await;
+        let written = pg
+            .run(async |connection| insert(connection, &group).await)
+            .await;
         for job in group.drain(..) {
             let outcome = written.as_ref().map_err(group_error).copied();
             // The caller may have given up (its deadline): the create stands regardless.
@@ -83,12 +85,7 @@ async fn write(pg: Postgres, mut queue: mpsc::Receiver<Job>) {
 }
 
 /// One statement for the whole group: the tasks, their events, and a notification for each.
-async fn insert(pg: &Postgres, group: &[Job]) -> Result<(), sqlx::Error> {
-    pg.run(async |connection| insert_on(connection, group).await)
-        .await
-}
-
-async fn insert_on(connection: &mut PgConnection, group: &[Job]) -> Result<(), sqlx::Error> {
+async fn insert(connection: &mut PgConnection, group: &[Job]) -> Result<(), sqlx::Error> {
     let column = |f: fn(&TaskRecord) -> String| -> Vec<String> {
         group.iter().map(|job| f(&job.record)).collect()
     };
