@@ -82,6 +82,11 @@ pub const MIGRATIONS: Migrations = Migrations {
             description: "count triggers",
             sql: include_str!("../migrations/postgres/0003_count_triggers.sql"),
         },
+        EmbeddedMigration {
+            version: 4,
+            description: "events announced",
+            sql: include_str!("../migrations/postgres/0004_events_announced.sql"),
+        },
     ],
 };
 

@@ -5,7 +5,8 @@
 //! writing thread) and on PostgreSQL (here, on sqlx). Every method takes the owner
 //! first and every statement filters on it: the owner comes only from a verified token.
 //! Writes keep the per-owner counts in the same transaction and, on PostgreSQL, record their
-//! event and `NOTIFY task_events` with its id and owner, so that every instance can stream it.
+//! event, which a trigger announces with `NOTIFY task_events` (its id and owner), so that every
+//! instance can stream it. An update or a delete is one statement.
 
 use std::future::Future;
 
@@ -426,112 +427,113 @@ fn apply(current: &TaskRecord, changes: TaskChanges, now: Micros) -> Option<Task
     Some(next)
 }
 
-/// Reads the task a PostgreSQL write is about, locked for the rest of the transaction: `Err`
-/// with the outcome when it does not exist or is not at the expected version.
-async fn pg_current_for_write(
-    tx: &mut sqlx::PgConnection,
-    owner: &str,
-    id: &str,
+/// A row of a PostgreSQL update or delete: whether it is the task as written (or deleted),
+/// then the task's columns; the other row is the task as found, locked.
+type WriteRow = (bool, String, String, String, String, bool, i64, i64, i64);
+
+/// An update on PostgreSQL, in one statement: the task is read locked, written when it is at
+/// the expected version and something changes (its update time moved on strictly, its version
+/// bumped) and its event recorded with it. The rows are the task as found and, when written,
+/// as written; none when the owner has no such task.
+const PG_UPDATE: &str = "\
+    WITH found AS ( \
+        SELECT id, owner_id, title, description, completed, create_time, update_time, version \
+        FROM tasks WHERE owner_id = $1 AND id = $2 FOR UPDATE \
+    ), written AS ( \
+        UPDATE tasks t SET title = COALESCE($3, f.title), \
+            description = COALESCE($4, f.description), completed = COALESCE($5, f.completed), \
+            update_time = GREATEST($7, f.update_time + 1), version = f.version + 1 \
+        FROM found f \
+        WHERE t.owner_id = $1 AND t.id = $2 AND ($6::bigint IS NULL OR f.version = $6) \
+          AND (COALESCE($3, f.title), COALESCE($4, f.description), COALESCE($5, f.completed)) \
+              IS DISTINCT FROM (f.title, f.description, f.completed) \
+        RETURNING t.id, t.owner_id, t.title, t.description, t.completed, t.create_time, \
+            t.update_time, t.version \
+    ), event AS ( \
+        INSERT INTO task_events (kind, owner_id, task_id, title, description, completed, \
+            create_time, update_time, version, event_time) \
+        SELECT $8, owner_id, id, title, description, completed, create_time, update_time, \
+            version, update_time FROM written \
+    ) \
+    SELECT false, * FROM found UNION ALL SELECT true, * FROM written";
+
+/// A delete on PostgreSQL, in one statement, as [`PG_UPDATE`]: the task is read locked,
+/// deleted when it is at the expected version, and its event recorded with it.
+const PG_DELETE: &str = "\
+    WITH found AS ( \
+        SELECT id, owner_id, title, description, completed, create_time, update_time, version \
+        FROM tasks WHERE owner_id = $1 AND id = $2 FOR UPDATE \
+    ), deleted AS ( \
+        DELETE FROM tasks t USING found f \
+        WHERE t.owner_id = $1 AND t.id = $2 AND ($3::bigint IS NULL OR f.version = $3) \
+        RETURNING t.id, t.owner_id, t.title, t.description, t.completed, t.create_time, \
+            t.update_time, t.version \
+    ), event AS ( \
+        INSERT INTO task_events (kind, owner_id, task_id, title, description, completed, \
+            create_time, update_time, version, event_time) \
+        SELECT $4, owner_id, id, title, description, completed, create_time, update_time, \
+            version, $5 FROM deleted \
+    ) \
+    SELECT false, * FROM found UNION ALL SELECT true, * FROM deleted";
+
+/// The outcome of a PostgreSQL update or delete from the rows of its statement.
+fn write_outcome(
+    rows: Vec<WriteRow>,
+    kind: EventKind,
     expected_version: Option<i64>,
-) -> Result<Result<TaskRecord, WriteOutcome>, sqlx::Error> {
-    let row: Option<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM tasks WHERE owner_id = $1 AND id = $2 FOR UPDATE"
-    )))
-    .bind(owner)
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    Ok(match row.map(from_row) {
-        None => Err(WriteOutcome::NotFound),
-        Some(current) if expected_version.is_some_and(|v| v != current.version) => {
-            Err(WriteOutcome::VersionMismatch)
+    now: Micros,
+) -> WriteOutcome {
+    let (mut found, mut written) = (None, None);
+    for (is_written, id, owner_id, title, description, completed, create, update, version) in rows {
+        let task = from_row((
+            id,
+            owner_id,
+            title,
+            description,
+            completed,
+            create,
+            update,
+            version,
+        ));
+        if is_written {
+            written = Some(task);
+        } else {
+            found = Some(task);
         }
-        Some(current) => Ok(current),
-    })
+    }
+    match (found, written) {
+        (None, _) => WriteOutcome::NotFound,
+        (Some(_), Some(task)) => {
+            let event_time = match kind {
+                EventKind::Deleted => now,
+                _ => task.update_time,
+            };
+            let event = TaskEvent {
+                kind,
+                task: task.clone(),
+                event_time,
+            };
+            WriteOutcome::Done(task, Some(event))
+        }
+        (Some(found), None) if expected_version.is_some_and(|v| v != found.version) => {
+            WriteOutcome::VersionMismatch
+        }
+        // At the expected version and not written: an update that changes nothing.
+        (Some(found), None) => WriteOutcome::Done(found, None),
+    }
 }
 
-/// An update on PostgreSQL, in a transaction of its own on `connection`.
-async fn pg_update(
-    connection: &mut sqlx::PgConnection,
-    owner: &str,
-    id: &str,
-    changes: &TaskChanges,
-    expected_version: Option<i64>,
-    now: Micros,
-) -> Result<WriteOutcome, sqlx::Error> {
-    use sqlx::Connection;
-    let mut tx = connection.begin().await?;
-    let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
-        Ok(current) => current,
-        Err(outcome) => return Ok(outcome),
-    };
-    let Some(next) = apply(&current, changes.clone(), now) else {
-        tx.commit().await?;
-        return Ok(WriteOutcome::Done(current, None));
-    };
-    sqlx::query(
-        "UPDATE tasks SET title = $1, description = $2, completed = $3, update_time = $4, \
-         version = $5 WHERE owner_id = $6 AND id = $7",
-    )
-    .bind(&next.title)
-    .bind(&next.description)
-    .bind(next.completed)
-    .bind(next.update_time)
-    .bind(next.version)
-    .bind(owner)
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    let event = TaskEvent {
-        kind: EventKind::Updated,
-        task: next.clone(),
-        event_time: next.update_time,
-    };
-    pg_record_event(&mut tx, &event).await?;
-    tx.commit().await?;
-    Ok(WriteOutcome::Done(next, Some(event)))
-}
-
-/// A delete on PostgreSQL, in a transaction of its own on `connection`.
-async fn pg_delete(
-    connection: &mut sqlx::PgConnection,
-    owner: &str,
-    id: &str,
-    expected_version: Option<i64>,
-    now: Micros,
-) -> Result<WriteOutcome, sqlx::Error> {
-    use sqlx::Connection;
-    let mut tx = connection.begin().await?;
-    let current = match pg_current_for_write(&mut tx, owner, id, expected_version).await? {
-        Ok(current) => current,
-        Err(outcome) => return Ok(outcome),
-    };
-    sqlx::query("DELETE FROM tasks WHERE owner_id = $1 AND id = $2")
-        .bind(owner)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    let event = TaskEvent {
-        kind: EventKind::Deleted,
-        task: current.clone(),
-        event_time: now,
-    };
-    pg_record_event(&mut tx, &event).await?;
-    tx.commit().await?;
-    Ok(WriteOutcome::Done(current, Some(event)))
-}
-
-/// Records `event` and announces it to every instance (PostgreSQL's change feed), with its
-/// owner in the notification so that instances where nobody watches the owner skip it.
+/// Records `event`; the insert announces it to every instance (PostgreSQL's change feed, a
+/// trigger of `task_events`).
 async fn pg_record_event(
     tx: &mut sqlx::PgConnection,
     event: &TaskEvent,
 ) -> Result<(), sqlx::Error> {
     let task = &event.task;
-    let (id,): (i64,) = sqlx::query_as(
+    sqlx::query(
         "INSERT INTO task_events (kind, owner_id, task_id, title, description, completed, \
          create_time, update_time, version, event_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(event.kind as i16)
     .bind(&task.owner_id)
@@ -543,13 +545,9 @@ async fn pg_record_event(
     .bind(task.update_time)
     .bind(task.version)
     .bind(event.event_time)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query("SELECT pg_notify('task_events', $1)")
-        .bind(format!("{id} {}", task.owner_id))
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+    .execute(&mut *tx)
+    .await
+    .map(drop)
 }
 
 /// One attempt at a create on PostgreSQL; `None` when a concurrent create with the same
@@ -741,10 +739,27 @@ impl TaskStore for SqlTaskStore {
             }
             Database::Postgres(pg) => pg,
         };
-        let update = async |connection: &mut sqlx::PgConnection| {
-            pg_update(connection, owner, id, changes, expected_version, now).await
-        };
-        Ok(pg.run(update).await?)
+        let rows: Vec<WriteRow> = pg
+            .run(async |connection| {
+                sqlx::query_as(PG_UPDATE)
+                    .bind(owner)
+                    .bind(id)
+                    .bind(changes.title.as_deref())
+                    .bind(changes.description.as_deref())
+                    .bind(changes.completed)
+                    .bind(expected_version)
+                    .bind(now)
+                    .bind(EventKind::Updated as i16)
+                    .fetch_all(connection)
+                    .await
+            })
+            .await?;
+        Ok(write_outcome(
+            rows,
+            EventKind::Updated,
+            expected_version,
+            now,
+        ))
     }
 
     async fn delete(
@@ -760,10 +775,24 @@ impl TaskStore for SqlTaskStore {
             }
             Database::Postgres(pg) => pg,
         };
-        let delete = async |connection: &mut sqlx::PgConnection| {
-            pg_delete(connection, owner, id, expected_version, now).await
-        };
-        Ok(pg.run(delete).await?)
+        let rows: Vec<WriteRow> = pg
+            .run(async |connection| {
+                sqlx::query_as(PG_DELETE)
+                    .bind(owner)
+                    .bind(id)
+                    .bind(expected_version)
+                    .bind(EventKind::Deleted as i16)
+                    .bind(now)
+                    .fetch_all(connection)
+                    .await
+            })
+            .await?;
+        Ok(write_outcome(
+            rows,
+            EventKind::Deleted,
+            expected_version,
+            now,
+        ))
     }
 
     async fn event(&self, id: i64) -> StoreResult<Option<TaskEvent>> {
@@ -1407,14 +1436,143 @@ mod contract {
     async fn postgres_records_each_event_for_the_feed() {
         on_every_backend(|store| async move {
             let task = create(&store, "ada", 1, "watched", 1_000).await;
-            let recorded = store.event(1).await.unwrap();
+            let renamed = TaskChanges {
+                title: Some("renamed".into()),
+                ..TaskChanges::default()
+            };
+            let WriteOutcome::Done(updated, Some(_)) = store
+                .update("ada", &id(1), &renamed, None, 2_000)
+                .await
+                .unwrap()
+            else {
+                panic!("expected an update")
+            };
+            let WriteOutcome::Done(deleted, Some(_)) =
+                store.delete("ada", &id(1), None, 3_000).await.unwrap()
+            else {
+                panic!("expected a deletion")
+            };
+            assert_eq!(deleted, updated, "a deletion's task is the task as it was");
+            let mut recorded = Vec::new();
+            for event in 1..=3 {
+                recorded.push(store.event(event).await.unwrap());
+            }
             match store.database() {
                 Database::Postgres(_) => {
-                    let event = recorded.expect("the create's event");
-                    assert_eq!((event.kind, event.task), (EventKind::Created, task));
+                    let recorded: Vec<_> = recorded
+                        .into_iter()
+                        .map(|e| {
+                            let e = e.expect("an event per write");
+                            (e.kind, e.task, e.event_time)
+                        })
+                        .collect();
+                    assert_eq!(
+                        recorded,
+                        [
+                            (EventKind::Created, task, 1_000),
+                            (EventKind::Updated, updated.clone(), 2_000),
+                            (EventKind::Deleted, updated, 3_000),
+                        ]
+                    );
                 }
-                Database::Sqlite(_) => assert_eq!(recorded, None, "SQLite's feed is in-process"),
+                Database::Sqlite(_) => {
+                    assert_eq!(recorded, [None, None, None], "SQLite's feed is in-process")
+                }
             }
+        })
+        .await;
+    }
+
+    /// The outcomes of spawned writes, in order.
+    async fn all<T>(writes: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+        let mut outcomes = Vec::new();
+        for write in writes.collect::<Vec<_>>() {
+            outcomes.push(write.await.unwrap());
+        }
+        outcomes
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_to_one_task_each_see_the_last_and_none_is_lost() {
+        on_every_backend(|store| async move {
+            create(&store, "ada", 1, "first", 1_000).await;
+            const WRITERS: i64 = 20;
+            // Unconditional updates: each applies on top of the one before it.
+            let updates = (0..WRITERS).map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let changes = TaskChanges {
+                        title: Some(format!("title {n}")),
+                        ..TaskChanges::default()
+                    };
+                    store.update("ada", &id(1), &changes, None, 2_000).await
+                })
+            });
+            let mut versions: Vec<i64> = all(updates)
+                .await
+                .into_iter()
+                .map(|outcome| match outcome.unwrap() {
+                    WriteOutcome::Done(task, Some(event)) => {
+                        assert_eq!(event.task, task);
+                        task.version
+                    }
+                    other => panic!("expected an update, got {other:?}"),
+                })
+                .collect();
+            versions.sort_unstable();
+            assert_eq!(versions, (2..=WRITERS + 1).collect::<Vec<_>>());
+            let last = store.get("ada", &id(1)).await.unwrap().unwrap();
+            assert_eq!(last.version, WRITERS + 1);
+            assert!(
+                last.update_time >= 2_000 + WRITERS - 1,
+                "strictly moving times"
+            );
+
+            // Conditional updates of the same version, then deletes: one of each wins.
+            let done = TaskChanges {
+                completed: Some(true),
+                ..TaskChanges::default()
+            };
+            let conditional = (0..WRITERS).map(|_| {
+                let (store, done) = (store.clone(), done.clone());
+                tokio::spawn(async move {
+                    store
+                        .update("ada", &id(1), &done, Some(WRITERS + 1), 3_000)
+                        .await
+                })
+            });
+            let outcomes = all(conditional).await;
+            let won = outcomes
+                .iter()
+                .filter(|o| matches!(o, Ok(WriteOutcome::Done(_, Some(_)))))
+                .count();
+            let lost = outcomes
+                .iter()
+                .filter(|o| matches!(o, Ok(WriteOutcome::VersionMismatch)))
+                .count();
+            assert_eq!((won, lost), (1, WRITERS as usize - 1));
+            assert_eq!(count(&store, "ada", Some(true)).await, 1);
+
+            assert_eq!(
+                store.delete("bob", &id(1), None, 4_000).await.unwrap(),
+                WriteOutcome::NotFound,
+                "another owner's task"
+            );
+            let deletes = (0..WRITERS).map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.delete("ada", &id(1), None, 4_000).await })
+            });
+            let outcomes = all(deletes).await;
+            let deleted = outcomes
+                .iter()
+                .filter(|o| matches!(o, Ok(WriteOutcome::Done(_, Some(_)))))
+                .count();
+            let gone = outcomes
+                .iter()
+                .filter(|o| matches!(o, Ok(WriteOutcome::NotFound)))
+                .count();
+            assert_eq!((deleted, gone), (1, WRITERS as usize - 1));
+            assert_eq!(count(&store, "ada", None).await, 0);
         })
         .await;
     }

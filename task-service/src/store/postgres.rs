@@ -106,14 +106,11 @@ async fn insert(connection: &mut PgConnection, group: &[Job]) -> Result<(), sqlx
              update_time, version) \
              SELECT id, owner_id, title, description, completed, create_time, create_time, \
              version FROM new \
-         ), event AS ( \
-             INSERT INTO task_events (kind, owner_id, task_id, title, description, completed, \
-             create_time, update_time, version, event_time) \
-             SELECT $8, owner_id, id, title, description, completed, create_time, create_time, \
-             version, create_time FROM new \
-             RETURNING id, owner_id \
          ) \
-         SELECT pg_notify('task_events', id::text || ' ' || owner_id) FROM event",
+         INSERT INTO task_events (kind, owner_id, task_id, title, description, completed, \
+         create_time, update_time, version, event_time) \
+         SELECT $8, owner_id, id, title, description, completed, create_time, create_time, \
+         version, create_time FROM new",
     )
     .bind(ids)
     .bind(owners)
