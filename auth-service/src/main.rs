@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use todo_common::{CommonArgs, Database, Shutdown, bind_or_exit, parse_args, telemetry};
 
+/// mimalloc: allocation is a large share of a busy server's work (see the workspace manifest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Todo backend's auth service: accounts, passwords and tokens over gRPC.
 #[derive(Parser, Debug)]
 #[command(version, about)]

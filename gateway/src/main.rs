@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use todo_common::{CommonArgs, Shutdown, bind_or_exit, parse_args, telemetry};
 
+/// mimalloc: allocation is a large share of a busy server's work (see the workspace manifest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Todo backend's gateway: one public address for gRPC and gRPC-web clients.
 #[derive(Parser, Debug)]
 #[command(version, about)]

@@ -8,6 +8,10 @@ use std::{io::Write, process::ExitCode};
 use clap::Parser;
 use todo_common::{CommonArgs, RunError, Shutdown, bind_or_exit, parse_args, telemetry};
 
+/// mimalloc: allocation is a large share of a busy server's work (see the workspace manifest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Todo backend, all three servers in one process.
 #[derive(Parser, Debug)]
 #[command(version, about)]
