@@ -502,7 +502,17 @@ impl Database {
                 })
             }
             Backend::Postgres => {
-                let options = PgConnectOptions::from_str(url.expose()).map_err(DbError::Connect)?;
+                // Every connection plans each prepared statement once, for any parameters
+                // (`plan_cache_mode = force_generic_plan`). Left to choose, PostgreSQL plans
+                // the first five executions of a statement afresh, and every later one too
+                // while its generic plan looks the costlier: with a `LIMIT $n` it does not
+                // know, it costs that plan as if a tenth of the rows were read, and the task
+                // store's list stayed planned afresh for good. The services' statements find
+                // rows by key through an index whatever the parameters, and planning a page
+                // of 50 took twice as long as running it.
+                let options = PgConnectOptions::from_str(url.expose())
+                    .map_err(DbError::Connect)?
+                    .options([("plan_cache_mode", "force_generic_plan")]);
                 let pool = PgPoolOptions::new()
                     .max_connections(POSTGRES_MAX_CONNECTIONS)
                     .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
@@ -833,6 +843,58 @@ mod tests {
 
             db.close().await;
             admin.close().await.unwrap();
+            database.remove().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_statements_are_planned_once_for_any_parameters() {
+        use crate::testing::{Backend as TestBackend, TestDatabase, backends};
+        for backend in backends() {
+            if !matches!(backend, TestBackend::Postgres(_)) {
+                continue;
+            }
+            let database = TestDatabase::create(&backend).await;
+            let none = Migrations {
+                sqlite: &[],
+                postgres: &[],
+            };
+            let db = database.connect(&none).await;
+            let Database::Postgres(pg) = &db else {
+                unreachable!("a PostgreSQL test database")
+            };
+            // A page by owner with the limit a parameter, as the task store's lists are: left to
+            // choose, PostgreSQL plans at least its first five executions afresh.
+            let plans: (i64, i64) = pg
+                .run(async |c| {
+                    for statement in [
+                        "CREATE TABLE pages (owner INT, at BIGINT, PRIMARY KEY (owner, at))",
+                        "INSERT INTO pages SELECT o, a FROM generate_series(1, 20) o, \
+                         generate_series(1, 500) a",
+                        "ANALYZE pages",
+                    ] {
+                        sqlx::query(statement).execute(&mut *c).await?;
+                    }
+                    for owner in 1..=8 {
+                        sqlx::query(
+                            "SELECT at FROM pages WHERE owner = $1 ORDER BY at DESC LIMIT $2",
+                        )
+                        .bind(owner)
+                        .bind(50_i64)
+                        .fetch_all(&mut *c)
+                        .await?;
+                    }
+                    sqlx::query_as(
+                        "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+                         WHERE statement LIKE 'SELECT at FROM pages%'",
+                    )
+                    .fetch_one(&mut *c)
+                    .await
+                })
+                .await
+                .unwrap();
+            assert_eq!(plans, (8, 0), "(generic plans, custom plans)");
+            db.close().await;
             database.remove().await;
         }
     }
