@@ -675,6 +675,19 @@ mod tests {
         }
     }
 
+    /// A new test database on `backend`, connected with no migrations.
+    async fn connect_empty(
+        backend: &crate::testing::Backend,
+    ) -> (crate::testing::TestDatabase, Database) {
+        let database = crate::testing::TestDatabase::create(backend).await;
+        let none = Migrations {
+            sqlite: &[],
+            postgres: &[],
+        };
+        let db = database.connect(&none).await;
+        (database, db)
+    }
+
     /// Waits (5 s at most) for the probe to find the server reachable (`open`) or not.
     async fn wait_for_gate(pg: &Postgres, open: bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -690,18 +703,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_postgres_fails_at_once_and_is_used_again_when_back() {
-        use crate::testing::{Backend as TestBackend, TestDatabase, backends};
+        use crate::testing::{Backend as TestBackend, backends};
         use sqlx::Connection;
         for backend in backends() {
             let TestBackend::Postgres(admin_url) = &backend else {
                 continue;
             };
-            let database = TestDatabase::create(&backend).await;
-            let none = Migrations {
-                sqlite: &[],
-                postgres: &[],
-            };
-            let db = database.connect(&none).await;
+            let (database, db) = connect_empty(&backend).await;
             db.ping().await.unwrap();
             let name = database.url.expose().rsplit('/').next().unwrap().to_owned();
             let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
@@ -736,18 +744,13 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_work_reuses_kept_connections_but_none_that_failed_or_outlived_an_outage() {
-        use crate::testing::{Backend as TestBackend, TestDatabase, backends};
+        use crate::testing::{Backend as TestBackend, backends};
         use sqlx::Connection;
         for backend in backends() {
             let TestBackend::Postgres(admin_url) = &backend else {
                 continue;
             };
-            let database = TestDatabase::create(&backend).await;
-            let none = Migrations {
-                sqlite: &[],
-                postgres: &[],
-            };
-            let db = database.connect(&none).await;
+            let (database, db) = connect_empty(&backend).await;
             let Database::Postgres(pg) = &db else {
                 unreachable!("a PostgreSQL test database")
             };
@@ -849,17 +852,12 @@ mod tests {
 
     #[tokio::test]
     async fn postgres_statements_are_planned_once_for_any_parameters() {
-        use crate::testing::{Backend as TestBackend, TestDatabase, backends};
+        use crate::testing::{Backend as TestBackend, backends};
         for backend in backends() {
             if !matches!(backend, TestBackend::Postgres(_)) {
                 continue;
             }
-            let database = TestDatabase::create(&backend).await;
-            let none = Migrations {
-                sqlite: &[],
-                postgres: &[],
-            };
-            let db = database.connect(&none).await;
+            let (database, db) = connect_empty(&backend).await;
             let Database::Postgres(pg) = &db else {
                 unreachable!("a PostgreSQL test database")
             };
