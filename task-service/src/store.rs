@@ -264,7 +264,8 @@ pub trait TaskStore: Send + Sync + 'static {
         owner: &str,
         id: &str,
     ) -> impl Future<Output = StoreResult<Option<TaskRecord>>> + Send;
-    /// One page of the owner's tasks, with their count (as of the same moment on PostgreSQL).
+    /// One page of the owner's tasks, with their count (as of the same moment, unless the page
+    /// is empty on SQLite).
     fn list(
         &self,
         owner: &str,
@@ -381,11 +382,13 @@ fn order_sql(order: Order) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-/// The statement of one page: parameters, numbered after `marker` (`$` or `?`), are the owner,
-/// the state when filtered, the cursor's key and id when there is one, and the limit.
-fn list_sql(query: &ListQuery, marker: char) -> String {
+/// The statement of one page, selecting [`COLUMNS`] and then `extra` (a list of expressions
+/// starting with a comma, or nothing): parameters, numbered after `marker` (`$` or `?`), are
+/// the owner, the state when filtered, the cursor's key and id when there is one, and the
+/// limit.
+fn list_sql(query: &ListQuery, marker: char, extra: &str) -> String {
     let (order_by, column, after) = order_sql(query.order);
-    let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE owner_id = {marker}1");
+    let mut sql = format!("SELECT {COLUMNS}{extra} FROM tasks WHERE owner_id = {marker}1");
     let mut parameters = 1;
     if query.completed.is_some() {
         parameters += 1;
@@ -699,7 +702,7 @@ impl TaskStore for SqlTaskStore {
         let sql = format!(
             "SELECT c.total, c.completed, t.* FROM task_counts c \
              LEFT JOIN LATERAL ({}) t ON true WHERE c.owner_id = $1",
-            list_sql(query, '$')
+            list_sql(query, '$', "")
         );
         let rows: Vec<PageRow> = pg
             .run(async |connection| {
@@ -1284,6 +1287,49 @@ mod contract {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_page_past_the_end_is_empty_and_still_counts_the_owners_tasks() {
+        on_every_backend(|store| async move {
+            for n in 0..3 {
+                create(&store, "ada", n, "t", 1_000 + i64::from(n)).await;
+            }
+            let done = TaskChanges {
+                completed: Some(true),
+                ..TaskChanges::default()
+            };
+            store
+                .update("ada", &id(0), &done, None, 2_000)
+                .await
+                .unwrap();
+            let oldest = store.get("ada", &id(0)).await.unwrap().unwrap();
+            for (completed, total) in [(None, 3), (Some(true), 1), (Some(false), 2)] {
+                let query = ListQuery {
+                    completed,
+                    order: DESC,
+                    after: Some(Cursor::after(&oldest, DESC)),
+                    limit: 10,
+                };
+                let page = store.list("ada", &query).await.unwrap();
+                assert_eq!((page.tasks.len(), page.total), (0, total), "{completed:?}");
+                let first = store
+                    .list(
+                        "ada",
+                        &ListQuery {
+                            after: None,
+                            ..query
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(first.total, total, "{completed:?}");
+                assert_eq!(first.tasks.len() as i64, total, "{completed:?}");
+            }
+            // An owner who never had a task.
+            assert_eq!(count(&store, "bob", None).await, 0);
+        })
+        .await;
     }
 
     #[tokio::test]
