@@ -88,7 +88,12 @@ fn parse_etag(given: &str, field: &str) -> Result<Option<i64>, TaskError> {
 }
 
 fn etag(version: i64) -> String {
-    format!("v{version}")
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(version);
+    let mut etag = String::with_capacity(1 + digits.len());
+    etag.push('v');
+    etag.push_str(digits);
+    etag
 }
 
 /// The outcome of a write, as the caller sees it; publishes its event.
