@@ -934,6 +934,15 @@ mod contract {
         task.unwrap()
     }
 
+    /// Marks the owner's task `n` completed, as of `now`.
+    async fn complete(store: &SqlTaskStore, owner: &str, n: u32, now: Micros) {
+        let done = TaskChanges {
+            completed: Some(true),
+            ..TaskChanges::default()
+        };
+        store.update(owner, &id(n), &done, None, now).await.unwrap();
+    }
+
     const DESC: Order = Order {
         key: SortKey::CreateTime,
         descending: true,
@@ -1224,14 +1233,7 @@ mod contract {
     async fn deletes_check_the_version_keep_counts_and_happen_once() {
         on_every_backend(|store| async move {
             create(&store, "ada", 1, "a", 1_000).await;
-            let done = TaskChanges {
-                completed: Some(true),
-                ..TaskChanges::default()
-            };
-            store
-                .update("ada", &id(1), &done, None, 2_000)
-                .await
-                .unwrap();
+            complete(&store, "ada", 1, 2_000).await;
             create(&store, "ada", 2, "b", 3_000).await;
             assert_eq!(
                 store.delete("ada", &id(1), Some(1), 4_000).await.unwrap(),
@@ -1295,14 +1297,7 @@ mod contract {
             for n in 0..3 {
                 create(&store, "ada", n, "t", 1_000 + i64::from(n)).await;
             }
-            let done = TaskChanges {
-                completed: Some(true),
-                ..TaskChanges::default()
-            };
-            store
-                .update("ada", &id(0), &done, None, 2_000)
-                .await
-                .unwrap();
+            complete(&store, "ada", 0, 2_000).await;
             let oldest = store.get("ada", &id(0)).await.unwrap().unwrap();
             for (completed, total) in [(None, 3), (Some(true), 1), (Some(false), 2)] {
                 let query = ListQuery {
@@ -1346,14 +1341,7 @@ mod contract {
                 )
                 .await;
                 if n % 4 == 0 {
-                    let done = TaskChanges {
-                        completed: Some(true),
-                        ..TaskChanges::default()
-                    };
-                    store
-                        .update(owner, &id(n), &done, None, 9_000)
-                        .await
-                        .unwrap();
+                    complete(&store, owner, n, 9_000).await;
                 }
             }
             let title = Order {
@@ -1418,14 +1406,7 @@ mod contract {
                 let title = format!("task {:02}", (n * 7) % 25);
                 create(&store, "ada", n, &title, 1_000 + i64::from(n / 5)).await;
                 if n % 3 == 0 {
-                    let done = TaskChanges {
-                        completed: Some(true),
-                        ..TaskChanges::default()
-                    };
-                    store
-                        .update("ada", &id(n), &done, None, 5_000 - i64::from(n))
-                        .await
-                        .unwrap();
+                    complete(&store, "ada", n, 5_000 - i64::from(n)).await;
                 }
             }
             create(&store, "bob", 100, "not ada's", 1_000).await;
