@@ -87,6 +87,11 @@ pub const MIGRATIONS: Migrations = Migrations {
             description: "events announced",
             sql: include_str!("../migrations/postgres/0004_events_announced.sql"),
         },
+        EmbeddedMigration {
+            version: 5,
+            description: "ids by code point",
+            sql: include_str!("../migrations/postgres/0005_ids_by_code_point.sql"),
+        },
     ],
 };
 

@@ -124,6 +124,23 @@ pub struct Order {
     pub descending: bool,
 }
 
+impl Order {
+    /// How `a` compares with `b` in this order.
+    pub fn compare(self, a: &TaskRecord, b: &TaskRecord) -> std::cmp::Ordering {
+        let ascending = match self.key {
+            SortKey::CreateTime => a.create_time.cmp(&b.create_time),
+            SortKey::UpdateTime => a.update_time.cmp(&b.update_time),
+            SortKey::Title => a.title.cmp(&b.title),
+        }
+        .then_with(|| a.id.cmp(&b.id));
+        if self.descending {
+            ascending.reverse()
+        } else {
+            ascending
+        }
+    }
+}
+
 /// The value of the sort key at a page boundary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CursorKey {
@@ -303,6 +320,8 @@ pub struct SqlTaskStore {
     creates: std::sync::Arc<std::sync::OnceLock<postgres::Creates>>,
     /// PostgreSQL's reader of single tasks, in groups (likewise).
     gets: std::sync::Arc<std::sync::OnceLock<postgres::Gets>>,
+    /// PostgreSQL's readers of pages, in groups (likewise).
+    pages: std::sync::Arc<postgres::Pages>,
 }
 
 impl SqlTaskStore {
@@ -312,6 +331,7 @@ impl SqlTaskStore {
             db,
             creates: std::sync::Arc::default(),
             gets: std::sync::Arc::default(),
+            pages: std::sync::Arc::default(),
         }
     }
 
@@ -340,36 +360,6 @@ fn from_row(row: TaskRow) -> TaskRecord {
     }
 }
 
-/// A row of PostgreSQL's page statement: the owner's counts (total, completed), then a task's
-/// columns, all `NULL` when the page is empty.
-type PageRow = (
-    i64,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<bool>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn from_page_row(row: PageRow) -> Option<TaskRecord> {
-    let (_, _, id, owner_id, title, description, completed, create_time, update_time, version) =
-        row;
-    Some(TaskRecord {
-        id: id?,
-        owner_id: owner_id?,
-        title: title?,
-        description: description?,
-        completed: completed?,
-        create_time: create_time?,
-        update_time: update_time?,
-        version: version?,
-    })
-}
-
 /// The ORDER BY clause, the sort column and the keyset comparison of an order.
 fn order_sql(order: Order) -> (&'static str, &'static str, &'static str) {
     match (order.key, order.descending) {
@@ -382,30 +372,45 @@ fn order_sql(order: Order) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// Where the statement of a page takes its values from.
+#[derive(Clone, Copy, Debug)]
+enum Values {
+    /// SQLite's numbered parameters: `?1` the owner, then the state when filtered, the
+    /// cursor's key and id when there is one, and the limit.
+    Numbered,
+    /// The columns of the row `k` of a group of pages (PostgreSQL): `owner_id`, `state`,
+    /// `after_time` or `after_text`, `after_id` and `lim`.
+    Columns,
+}
+
 /// The statement of one page, selecting [`COLUMNS`] and then `extra` (a list of expressions
-/// starting with a comma, or nothing): parameters, numbered after `marker` (`$` or `?`), are
-/// the owner, the state when filtered, the cursor's key and id when there is one, and the
-/// limit.
-fn list_sql(query: &ListQuery, marker: char, extra: &str) -> String {
+/// starting with a comma, or nothing), with its values from `values`.
+fn list_sql(query: &ListQuery, values: Values, extra: &str) -> String {
     let (order_by, column, after) = order_sql(query.order);
-    let mut sql = format!("SELECT {COLUMNS}{extra} FROM tasks WHERE owner_id = {marker}1");
-    let mut parameters = 1;
+    let mut numbered = 0;
+    let mut value = |name: &str| match values {
+        Values::Numbered => {
+            numbered += 1;
+            format!("?{numbered}")
+        }
+        Values::Columns => format!("k.{name}"),
+    };
+    let mut sql = format!(
+        "SELECT {COLUMNS}{extra} FROM tasks WHERE owner_id = {}",
+        value("owner_id")
+    );
     if query.completed.is_some() {
-        parameters += 1;
-        sql.push_str(&format!(" AND completed = {marker}{parameters}"));
+        sql.push_str(&format!(" AND completed = {}", value("state")));
     }
     if query.after.is_some() {
-        sql.push_str(&format!(
-            " AND ({column}, id) {after} ({marker}{}, {marker}{})",
-            parameters + 1,
-            parameters + 2
-        ));
-        parameters += 2;
+        let key = value(match query.order.key {
+            SortKey::Title => "after_text",
+            SortKey::CreateTime | SortKey::UpdateTime => "after_time",
+        });
+        let id = value("after_id");
+        sql.push_str(&format!(" AND ({column}, id) {after} ({key}, {id})"));
     }
-    sql.push_str(&format!(
-        " ORDER BY {order_by} LIMIT {marker}{}",
-        parameters + 1
-    ));
+    sql.push_str(&format!(" ORDER BY {order_by} LIMIT {}", value("lim")));
     sql
 }
 
@@ -696,35 +701,9 @@ impl TaskStore for SqlTaskStore {
             Database::Sqlite(pools) => return sqlite::list(&pools.reader, owner, query),
             Database::Postgres(pg) => pg,
         };
-        // The page and the count in one statement: one row per task of the page with the
-        // owner's counts beside it, or one row of counts alone when the page is empty, or no
-        // row when the owner never had a task.
-        let sql = format!(
-            "SELECT c.total, c.completed, t.* FROM task_counts c \
-             LEFT JOIN LATERAL ({}) t ON true WHERE c.owner_id = $1",
-            list_sql(query, '$', "")
-        );
-        let rows: Vec<PageRow> = pg
-            .run(async |connection| {
-                let mut statement = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
-                if let Some(completed) = query.completed {
-                    statement = statement.bind(completed);
-                }
-                if let Some(cursor) = &query.after {
-                    statement = match &cursor.key {
-                        CursorKey::Time(time) => statement.bind(*time),
-                        CursorKey::Text(text) => statement.bind(text.as_str()),
-                    };
-                    statement = statement.bind(cursor.id.as_str());
-                }
-                statement.bind(query.limit).fetch_all(connection).await
-            })
-            .await?;
-        let counts = rows.first().map_or((0, 0), |row| (row.0, row.1));
-        Ok(Page {
-            tasks: rows.into_iter().filter_map(from_page_row).collect(),
-            total: Page::total_of(counts, query.completed),
-        })
+        // Fail at once while the database is down, as every other call does.
+        pg.pool()?;
+        self.pages.list(pg, owner, query).await
     }
 
     async fn update(
@@ -1349,16 +1328,17 @@ mod contract {
                 descending: false,
             };
             // Every shape: orders, with and without a filter, first pages and pages after a
-            // time or a title cursor; each asked alone first, which is the expected answer.
+            // time or a title cursor, of a size of each owner's own; each asked alone first,
+            // which is the expected answer.
             let mut queries = Vec::new();
-            for owner in ["ada", "bob", "cy", "nobody"] {
+            for (owner, limit) in [("ada", 4), ("bob", 3), ("cy", 5), ("nobody", 4)] {
                 for order in [DESC, title] {
                     for completed in [None, Some(false)] {
                         let first = ListQuery {
                             completed,
                             order,
                             after: None,
-                            limit: 4,
+                            limit,
                         };
                         let page = store.list(owner, &first).await.unwrap();
                         queries.push((owner, first.clone(), page.clone()));

@@ -12,7 +12,7 @@ use todo_common::{
 
 use super::{
     COLUMNS, CursorKey, EventKind, ListQuery, NewTask, Page, StoreResult, TaskChanges, TaskEvent,
-    TaskRecord, WriteOutcome, list_sql,
+    TaskRecord, Values, WriteOutcome, list_sql,
 };
 
 /// A task from a row of [`COLUMNS`].
@@ -56,7 +56,7 @@ const PAGE_COUNTS: &str = ", (SELECT total FROM task_counts WHERE owner_id = ?1)
 /// the same statement (one snapshot and one read lock, as the list is the hottest read); an
 /// empty one reads the counts after it.
 pub fn list(reader: &SqliteReader, owner: &str, query: &ListQuery) -> StoreResult<Page> {
-    let sql = list_sql(query, '?', PAGE_COUNTS);
+    let sql = list_sql(query, Values::Numbered, PAGE_COUNTS);
     Ok(reader.read(|connection| {
         let mut statement = connection.prepare_cached(&sql)?;
         let mut index = 1;
