@@ -1,7 +1,7 @@
 //! The ListTasks scale curve: first-page and deep-page latency for a user with 100, 10,000 and
 //! (by default) 1,000,000 tasks, and for a user with 100 tasks among a million of other users'.
 //! Tasks are seeded straight into the task service's database, in large batches, as the service
-//! itself would store them.
+//! itself would store them, and the database settles (vacuum, analyze) before each point.
 
 use std::{sync::Arc, time::Duration};
 
@@ -201,6 +201,7 @@ pub async fn curve(
             .await;
         let started = std::time::Instant::now();
         seed(storage, &[id], size).await;
+        crate::settle(storage).await;
         println!(
             "{database}: seeded one user with {size} tasks in {:.1?}",
             started.elapsed()
@@ -217,6 +218,7 @@ pub async fn curve(
         .sign_up("crowd@example.com", "correct horse battery")
         .await;
     seed(storage, &[id], 100).await;
+    crate::settle(storage).await;
     println!(
         "{database}: seeded {} users with 1000 tasks each in {:.1?}",
         others.len(),
