@@ -11,7 +11,7 @@ use todo_proto::{
     task::v1::{ListTasksRequest, Task, task_service_client::TaskServiceClient},
 };
 use tonic::{
-    Code, Request,
+    Code, Request, Status,
     transport::{Channel, Endpoint},
 };
 
@@ -115,9 +115,14 @@ pub async fn list_all(tasks: &mut TaskServiceClient<Channel>, token: &str) -> Ve
 
 /// How many answers of each code, as `OK 12, UNAVAILABLE 3`.
 pub fn codes(answers: impl IntoIterator<Item = Code>) -> String {
+    tally(answers.into_iter().map(|code| format!("{code:?}")))
+}
+
+/// How often each label occurs, in label order: "Ok 3, Unavailable 1".
+pub fn tally(labels: impl IntoIterator<Item = String>) -> String {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for code in answers {
-        *counts.entry(format!("{code:?}")).or_default() += 1;
+    for label in labels {
+        *counts.entry(label).or_default() += 1;
     }
     if counts.is_empty() {
         return "no calls".into();
@@ -127,6 +132,31 @@ pub fn codes(answers: impl IntoIterator<Item = Code>) -> String {
         .map(|(code, n)| format!("{code} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Why the server never took a call that failed at the transport, if it did not: a stream above
+/// the last one a graceful `GOAWAY` accepted (RFC 9113 section 6.8: not processed, safe to retry;
+/// tonic reports it as INTERNAL), or a request still queued in the client when its connection
+/// closed (never sent; tonic reports it as CANCELLED).
+pub fn never_taken(status: &Status) -> Option<&'static str> {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(h2) = error.downcast_ref::<h2::Error>()
+            && h2.is_go_away()
+            && h2.is_remote()
+            && h2.reason() == Some(h2::Reason::NO_ERROR)
+        {
+            return Some("refused by GOAWAY");
+        }
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return Some("never sent");
+        }
+        source = error.source();
+    }
+    None
 }
 
 /// The `p`-th percentile (0-100) of `values`, sorted in place; zero when empty.

@@ -259,13 +259,18 @@ async fn drain_tasks(ctx: &mut Ctx, stack: &mut Stack, token: &str, through_gate
         calls.push(tokio::spawn(async move {
             let title = format!("drain {label} {n}");
             let request = create(title.clone(), uuid::Uuid::new_v4().to_string());
-            match tasks.create_task(authed(request, &token, None)).await {
+            let ended = match tasks.create_task(authed(request, &token, None)).await {
                 Ok(_) => {
                     acknowledged.fetch_add(1, Ordering::Relaxed);
-                    (title, Code::Ok)
+                    Drained::Acknowledged
                 }
-                Err(status) => (title, status.code()),
-            }
+                Err(status) if status.code() == Code::Unavailable => {
+                    Drained::Refused("Unavailable")
+                }
+                Err(status) => net::never_taken(&status)
+                    .map_or(Drained::Failed(status.code()), Drained::Refused),
+            };
+            (title, ended)
         }));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -280,13 +285,15 @@ async fn drain_tasks(ctx: &mut Ctx, stack: &mut Stack, token: &str, through_gate
     server.terminate();
     let (refused, refused_in) = refused_after_sigterm(server).await;
     let mut answers = Vec::new();
-    let mut acknowledged_titles = Vec::new();
+    let (mut acknowledged_titles, mut refused_titles) = (Vec::new(), Vec::new());
     for call in calls {
-        let (title, code) = call.await.expect("a call panicked");
-        if code == Code::Ok {
-            acknowledged_titles.push(title);
+        let (title, ended) = call.await.expect("a call panicked");
+        match ended {
+            Drained::Acknowledged => acknowledged_titles.push(title),
+            Drained::Refused(_) => refused_titles.push(title),
+            Drained::Failed(_) => {}
         }
-        answers.push(code);
+        answers.push(ended);
     }
     let exited = server.exited(Duration::from_secs(15)).await;
     // The gateway reports the task service as serving once its backend is.
@@ -301,6 +308,11 @@ async fn drain_tasks(ctx: &mut Ctx, stack: &mut Stack, token: &str, through_gate
         .iter()
         .filter(|t| !stored.contains(*t))
         .count();
+    // A refusal is clean only if the call really was not carried out.
+    let refused_but_stored = refused_titles
+        .iter()
+        .filter(|t| stored.contains(*t))
+        .count();
     let name = if through_gateway {
         "SIGTERM to the gateway"
     } else {
@@ -308,20 +320,41 @@ async fn drain_tasks(ctx: &mut Ctx, stack: &mut Stack, token: &str, through_gate
     };
     ctx.check(
         &format!("{name}: calls finish or are refused cleanly, new ones refused, none lost"),
-        answers
-            .iter()
-            .all(|c| matches!(c, Code::Ok | Code::Unavailable))
-            && answers.contains(&Code::Ok)
+        !answers.iter().any(|a| matches!(a, Drained::Failed(_)))
+            && answers.contains(&Drained::Acknowledged)
             && refused == Code::Unavailable
             && refused_in < REFUSED_WITHIN
             && exited.is_some_and(|s| s.success())
-            && lost == 0,
+            && lost == 0
+            && refused_but_stored == 0,
         format!(
-            "{CREATES} concurrent CreateTask: {}; a new call 100 ms later: {refused:?} in {}; exit: {}; {} acknowledged, {lost} missing",
-            net::codes(answers),
+            "{CREATES} concurrent CreateTask: {}; a new call 100 ms later: {refused:?} in {}; exit: {}; {} acknowledged, {lost} missing; {} refused, {refused_but_stored} of them stored",
+            net::tally(answers.iter().map(Drained::label)),
             net::ms(refused_in),
             exited.map_or("still running".into(), |s| s.to_string()),
-            acknowledged_titles.len()
+            acknowledged_titles.len(),
+            refused_titles.len(),
         ),
     );
+}
+
+/// How a call ended when its server was told to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drained {
+    Acknowledged,
+    /// Refused before the server took it: `UNAVAILABLE`, or refused by the transport
+    /// ([`net::never_taken`]), which a client may retry as it is.
+    Refused(&'static str),
+    /// Anything else: not a clean end.
+    Failed(Code),
+}
+
+impl Drained {
+    fn label(&self) -> String {
+        match self {
+            Self::Acknowledged => "Ok".to_owned(),
+            Self::Refused(how) => (*how).to_owned(),
+            Self::Failed(code) => format!("{code:?}"),
+        }
+    }
 }
