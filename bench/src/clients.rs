@@ -25,6 +25,10 @@ pub enum Path {
     Gateway,
     /// gRPC-web (HTTP/1.1) through the gateway.
     GatewayWeb,
+    /// gRPC through `todo-passthrough`, the floor of forwarding (load tools only).
+    Passthrough,
+    /// gRPC-web (HTTP/1.1) through `todo-passthrough` (load tools only).
+    PassthroughWeb,
 }
 
 impl Path {
@@ -37,7 +41,14 @@ impl Path {
             Self::Direct => "direct",
             Self::Gateway => "gateway gRPC",
             Self::GatewayWeb => "gateway gRPC-web",
+            Self::Passthrough => "pass-through gRPC",
+            Self::PassthroughWeb => "pass-through web",
         }
+    }
+
+    /// Whether calls on this path are gRPC-web over HTTP/1.1.
+    pub fn is_web(self) -> bool {
+        matches!(self, Self::GatewayWeb | Self::PassthroughWeb)
     }
 }
 
@@ -113,11 +124,10 @@ impl Tasks {
     /// A client to `addr` over `path` sending `token`; each call makes its own connection(s).
     pub async fn connect(path: Path, addr: SocketAddr, token: &str) -> Self {
         match path {
-            Path::Direct | Path::Gateway => Self::Grpc(TaskServiceClient::with_interceptor(
-                channel(addr).await,
-                bearer(Some(token)),
-            )),
-            Path::GatewayWeb => {
+            Path::Direct | Path::Gateway | Path::Passthrough => Self::Grpc(
+                TaskServiceClient::with_interceptor(channel(addr).await, bearer(Some(token))),
+            ),
+            Path::GatewayWeb | Path::PassthroughWeb => {
                 let (transport, origin) = web(addr);
                 Self::Web(TaskServiceClient::with_origin(
                     InterceptedService::new(transport, bearer(Some(token))),
@@ -197,8 +207,10 @@ impl Auth {
     /// A client to `addr` over `path`.
     pub async fn connect(path: Path, addr: SocketAddr) -> Self {
         match path {
-            Path::Direct | Path::Gateway => Self::Grpc(AuthServiceClient::new(channel(addr).await)),
-            Path::GatewayWeb => {
+            Path::Direct | Path::Gateway | Path::Passthrough => {
+                Self::Grpc(AuthServiceClient::new(channel(addr).await))
+            }
+            Path::GatewayWeb | Path::PassthroughWeb => {
                 let (transport, origin) = web(addr);
                 Self::Web(AuthServiceClient::with_origin(transport, origin))
             }

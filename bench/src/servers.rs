@@ -215,6 +215,9 @@ pub struct Stack {
     pub task: Server,
     /// The gateway.
     pub gateway: Server,
+    /// `todo-passthrough` in front of the task service, once started
+    /// ([`Stack::start_passthrough`]): the floor the gateway is measured against.
+    pub passthrough: Option<Server>,
 }
 
 /// Where the services keep their data.
@@ -349,6 +352,7 @@ impl Stack {
             auth: server("auth-service", auth_addr, auth_args),
             task: server("task-service", task_addr, task_args),
             gateway: server("gateway", gateway_addr, gateway_args),
+            passthrough: None,
         };
         wait_serving(&stack.auth, "todo.auth.v1.AuthService").await;
         wait_serving(&stack.task, "todo.task.v1.TaskService").await;
@@ -359,6 +363,28 @@ impl Stack {
     /// The three servers.
     pub fn servers(&self) -> [&Server; 3] {
         [&self.auth, &self.task, &self.gateway]
+    }
+
+    /// Starts `todo-passthrough` from `bin_dir` in front of the task service and waits until it
+    /// accepts connections.
+    pub async fn start_passthrough(&mut self, bin_dir: &Path) {
+        let addr = free_addr();
+        let server = Server::spawn(
+            bin_dir.join("todo-passthrough"),
+            "passthrough",
+            addr,
+            vec![addr.to_string(), self.task.addr.to_string()],
+            None,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "todo-passthrough does not listen on {addr}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.passthrough = Some(server);
     }
 }
 
