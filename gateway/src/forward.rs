@@ -28,14 +28,13 @@ use http_body::Body as HttpBody;
 use prost::Message;
 use todo_common::rpc_error::ErrorStatus;
 use tokio::sync::Semaphore;
-use tonic::{
-    Code, Status,
-    body::Body,
-    transport::{Channel, Endpoint, server::TcpConnectInfo},
-};
-use tower::{Service, ServiceExt};
+use tonic::{Code, Status, body::Body, transport::server::TcpConnectInfo};
+use tower::Service;
 
-use crate::body::{RequestBody, ResponseBody, first_message_length};
+use crate::{
+    body::{RequestBody, ResponseBody, first_message_length},
+    connection::Connection,
+};
 
 /// `ErrorInfo.domain` of the gateway's own errors.
 pub const DOMAIN: &str = "gateway.todo";
@@ -69,17 +68,17 @@ const CONNECTIONS_PER_INSTANCE: usize = 4;
 pub struct Instance {
     /// Its URL.
     pub url: String,
-    channels: Vec<Channel>,
+    connections: Vec<Connection>,
     next: AtomicUsize,
     /// Whether its last health check said SERVING.
     pub healthy: AtomicBool,
 }
 
 impl Instance {
-    /// A channel to this instance: the next of its connections.
-    pub fn channel(&self) -> Channel {
+    /// The next of this instance's connections.
+    pub fn connection(&self) -> &Connection {
         let next = self.next.fetch_add(1, Ordering::Relaxed);
-        self.channels[next % self.channels.len()].clone()
+        &self.connections[next % self.connections.len()]
     }
 }
 
@@ -94,7 +93,8 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Lazily connected channels to `urls`, each failing to connect within `connect_timeout`.
+    /// Connections to `urls` (`http://host:port`), opened when first used, each failing to
+    /// connect within `connect_timeout`.
     pub fn new(
         service: &'static str,
         urls: &[String],
@@ -103,17 +103,13 @@ impl Backend {
         let instances = urls
             .iter()
             .map(|url| {
-                let endpoint = Endpoint::from_shared(url.clone())
-                    .map_err(|e| format!("backend {url}: {e}"))?
-                    .connect_timeout(connect_timeout)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(30))
-                    .keep_alive_while_idle(true);
+                let origin: Uri = url.parse().map_err(|e| format!("backend {url}: {e}"))?;
                 Ok(Instance {
                     url: url.clone(),
-                    channels: (0..CONNECTIONS_PER_INSTANCE)
-                        .map(|_| endpoint.connect_lazy())
-                        .collect(),
+                    connections: (0..CONNECTIONS_PER_INSTANCE)
+                        .map(|_| Connection::new(origin.clone(), connect_timeout))
+                        .collect::<Result<_, String>>()
+                        .map_err(|e| format!("backend {e}"))?,
                     next: AtomicUsize::new(0),
                     // Optimistic until the first check: the first calls need not wait for it.
                     healthy: AtomicBool::new(true),
@@ -148,6 +144,8 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Deadline of unary calls that have none.
     pub default_deadline: Duration,
+    /// The same as a `grpc-timeout` value.
+    default_deadline_header: HeaderValue,
     /// Calls in flight.
     pub calls: Arc<Semaphore>,
     /// Sign-up and login calls per client address.
@@ -163,9 +161,12 @@ impl Limits {
         auth_calls_per_minute: u32,
     ) -> Self {
         let per_minute = NonZeroU32::new(auth_calls_per_minute).unwrap_or(NonZeroU32::MIN);
+        let millis = default_deadline.as_millis().min(99_999_999);
         Self {
             max_message_bytes,
             default_deadline,
+            default_deadline_header: HeaderValue::from_str(&format!("{millis}m"))
+                .expect("digits and a unit"),
             calls: Arc::new(Semaphore::new(
                 usize::try_from(max_calls).unwrap_or(usize::MAX),
             )),
@@ -369,42 +370,42 @@ impl Inner {
         parts
             .headers
             .insert(header::TE, HeaderValue::from_static("trailers"));
-        if !parts.headers.contains_key("grpc-timeout") && !self.streaming.contains(&path) {
-            let millis = self.limits.default_deadline.as_millis().min(99_999_999);
-            if let Ok(value) = HeaderValue::from_str(&format!("{millis}m")) {
-                parts.headers.insert("grpc-timeout", value);
-            }
-        }
-        // The channel adds its own scheme and authority.
-        parts.uri = Uri::builder()
-            .path_and_query(
+        // The deadline the backend is given is the one the gateway keeps to for its answer.
+        let deadline = match parts.headers.get("grpc-timeout") {
+            Some(value) => grpc_timeout(value),
+            None if self.streaming.contains(&path) => None,
+            None => {
                 parts
-                    .uri
-                    .path_and_query()
-                    .map_or(path.as_str(), |pq| pq.as_str()),
-            )
-            .build()
-            .map_err(|_| Status::invalid_argument("bad request path"))?;
+                    .headers
+                    .insert("grpc-timeout", self.limits.default_deadline_header.clone());
+                Some(self.limits.default_deadline)
+            }
+        };
         parts.extensions = http::Extensions::new();
         let request = Request::from_parts(parts, Body::new(RequestBody::new(read, body)));
 
         let instance = backend.pick();
-        match instance.channel().oneshot(request).await {
-            Ok(response) => {
+        let sent = instance.connection().send(request);
+        let answered = match deadline {
+            Some(deadline) => tokio::time::timeout(deadline, sent).await,
+            None => Ok(sent.await),
+        };
+        match answered {
+            Ok(Ok(response)) => {
                 let (parts, body) = response.into_parts();
                 Ok(Response::from_parts(
                     parts,
                     Body::new(ResponseBody::new(body)),
                 ))
             }
-            Err(error) if timed_out(&error) => Err(ErrorStatus::new(
+            Err(_) => Err(ErrorStatus::new(
                 Code::DeadlineExceeded,
                 DOMAIN,
                 "DEADLINE_EXCEEDED",
                 "the call's deadline passed before the backend answered",
             )
             .build()),
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(backend = instance.url, %error, "backend unreachable");
                 Err(ErrorStatus::new(
                     Code::Unavailable,
@@ -418,21 +419,45 @@ impl Inner {
     }
 }
 
-/// Whether a backend call failed because its deadline (`grpc-timeout`) passed.
-fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(error);
-    while let Some(error) = source {
-        if error.is::<tonic::TimeoutExpired>() {
-            return true;
-        }
-        source = error.source();
+/// The time a `grpc-timeout` value allows: 1 to 8 digits and a unit (gRPC over HTTP/2);
+/// `None` for any other value, which is passed on as it came.
+fn grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+    let value = value.as_bytes();
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
     }
-    false
+    let n = digits
+        .iter()
+        .fold(0_u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeouts_are_read_in_every_unit_and_nothing_else_is() {
+        let read = |value: &'static str| grpc_timeout(&HeaderValue::from_static(value));
+        assert_eq!(read("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(read("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(read("30S"), Some(Duration::from_secs(30)));
+        assert_eq!(read("30000m"), Some(Duration::from_secs(30)));
+        assert_eq!(read("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(read("0n"), Some(Duration::ZERO));
+        for bad in ["", "m", "123456789m", "12x", "1.5S", "-1S", "10 S", "S10"] {
+            assert_eq!(read(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn the_streaming_methods_come_from_the_contracts() {

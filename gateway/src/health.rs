@@ -11,10 +11,13 @@ use tonic_health::{
     server::HealthReporter,
 };
 
-use crate::forward::{Backend, Instance};
+use crate::{
+    connection::Client,
+    forward::{Backend, Instance},
+};
 
 async fn check(instance: &Instance, service: &str, timeout: Duration) -> bool {
-    let mut client = HealthClient::new(instance.channel());
+    let mut client = HealthClient::new(Client(instance.connection()));
     let request = HealthCheckRequest {
         service: service.to_owned(),
     };

@@ -3,22 +3,28 @@
 //!
 //! # Layout
 //! - [`config`]: flags and environment variables (`--gateway-…`, `GATEWAY_…`).
+//! - [`connection`]: the HTTP/2 connections to the backends.
 //! - [`forward`]: generic forwarding by service path, load balancing and the limits.
 //! - [`body`]: request and response body adapters.
 //! - [`drain`]: the rest of a refused HTTP/1.1 request is read before the answer.
+//! - [`fast`]: the short way for plain gRPC calls to the backends.
 //! - [`health`]: per-service health that follows the backends.
 //! - [`origin`]: the origin allow-list and CORS.
 //! - [`pages`]: `GET /docs`, the API reference.
 //!
 //! # Request flow (outermost first)
-//! panic guard → origin allow-list (403 for other origins) → CORS (preflights answered) →
-//! pages (`GET /docs`) → the rest of refused HTTP/1.1 bodies read → gRPC-web translated to
-//! gRPC → one log line per call → routes: the gateway's own health and reflection (both
-//! services' descriptors), and for everything else the [`forward::Forwarder`].
+//! panic guard → plain gRPC calls to the backends (HTTP/2, gRPC content type, no `Origin`):
+//! one log line per call → [`forward::Forwarder`]; everything else: origin allow-list (403 for
+//! other origins) → CORS (preflights answered) → pages (`GET /docs`) → the rest of refused
+//! HTTP/1.1 bodies read → gRPC-web translated to gRPC → one log line per call → routes: the
+//! gateway's own health and reflection (both services' descriptors), and for everything else
+//! the [`forward::Forwarder`].
 
 pub mod body;
 pub mod config;
+pub mod connection;
 pub mod drain;
+pub mod fast;
 pub mod forward;
 pub mod health;
 pub mod origin;
@@ -32,6 +38,7 @@ use todo_common::{
 use todo_proto::service_names::{AUTH, TASK};
 use tokio::net::TcpListener;
 use tonic::{service::Routes, transport::Server};
+use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::Config;
@@ -90,6 +97,10 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    let short_way = fast::FastPathLayer::new(
+        RpcLogLayer::new("gateway").layer(forwarder.clone()),
+        &[AUTH, TASK],
+    );
     let router = assembled
         .routes
         .clone()
@@ -102,6 +113,7 @@ pub async fn run(
         .accept_http1(true)
         .timeout(common.request_timeout)
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(short_way)
         .layer(origin::OriginGuardLayer::new(origins.clone()))
         .layer(origins.cors())
         .layer(pages::PagesLayer)
