@@ -2,10 +2,10 @@
 //!
 //! A forwarded call needs no more than a connection's request sender: tonic's `Channel` adds a
 //! tower `Buffer` (another task and channel hop per call), its own layers and a timer per call,
-//! and measured against the same task service that cost the gateway about 1 us of the 28 us of a
-//! forwarded GetTask. A [`Connection`] is opened on first use and opened again by the first call
-//! that finds it closed; a backend that is down fails that call at once (connection refused) or
-//! within the connect timeout.
+//! which cost the gateway 2.4 of the 37.9 us of CPU it spent per forwarded ListTasks (h2load,
+//! alternating rounds against one task service). A [`Connection`] is opened on first use and
+//! opened again by the first call that finds it closed; a backend that is down fails that call
+//! at once (connection refused) or within the connect timeout.
 
 use std::{sync::Mutex, time::Duration};
 

@@ -5,8 +5,9 @@
 //! HTTP/1.1 drain, gRPC-web) nor the router, whose only other routes are the gateway's own
 //! health and reflection: it goes from the panic guard straight to its log line and the
 //! [`Forwarder`](crate::forward::Forwarder). Each of those layers passes such a call through
-//! unchanged, so the answers are the same either way; skipping them saved the gateway about 1 us
-//! of the 28 us it spends forwarding a GetTask (A/B against the same task service).
+//! unchanged, so the answers are the same either way; skipping them cut the gateway's CPU per
+//! forwarded ListTasks from 35.5 to 34.2 us (h2load, alternating rounds against one task
+//! service).
 
 use std::{
     pin::Pin,
