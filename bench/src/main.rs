@@ -143,23 +143,17 @@ where
         .unwrap_or_default()
 }
 
-/// What the light load of the login-flood scenarios measured in one phase: VerifyToken and
-/// ListTasks from the harness's client, and from h2load where it ran.
-struct Light {
-    verify: Measured,
-    list: Measured,
-    tool_verify: Option<Measured>,
-    tool_list: Option<Measured>,
+/// The p99 latency (ms) of one call of the login-flood scenarios in one phase, from the
+/// harness's client and from h2load where it ran.
+struct Tail {
+    rust: f64,
+    tool: Option<f64>,
 }
 
-impl Light {
-    fn verify(&self) -> (&Measured, Option<&Measured>) {
-        (&self.verify, self.tool_verify.as_ref())
-    }
-
-    fn list(&self) -> (&Measured, Option<&Measured>) {
-        (&self.list, self.tool_list.as_ref())
-    }
+/// What one phase of the login-flood scenarios measured.
+struct Light {
+    verify: Tail,
+    list: Tail,
 }
 
 /// The harness's own client.
@@ -802,7 +796,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
                 async move { client.list(50, "").await.is_ok() }
             }
         };
-        let rust_verify = measure(
+        let verify_rust = measure(
             results,
             &stack,
             database,
@@ -813,7 +807,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             verify,
         )
         .await;
-        let rust_list = measure(
+        let list_rust = measure(
             results,
             &stack,
             database,
@@ -824,40 +818,36 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             list,
         )
         .await;
-        let mut by_tool = Vec::new();
-        if let Some(h2load) = &tools.h2load {
-            for (call, name, addr) in [
-                (&verify_call, "VerifyToken", stack.auth.addr),
-                (&list_call, "ListTasks", stack.task.addr),
-            ] {
-                let run = tools::Run {
-                    connections: light,
-                    duration,
-                    warm_up: true,
-                };
-                by_tool.push(
-                    record(
-                        results,
-                        &stack,
-                        database,
-                        &scenario(name),
-                        Path::Direct,
-                        "h2load",
-                        run_h2load(h2load, addr, call, 0, run),
-                    )
-                    .await,
-                );
-            }
-        }
-        let (tool_verify, tool_list) = match by_tool[..] {
-            [Some(ref verify), Some(ref list)] => (Some(verify.clone()), Some(list.clone())),
-            _ => (None, None),
+        let mut tool_p99 = async |call: &Call, name: &str, addr| {
+            let h2load = tools.h2load.as_ref()?;
+            let run = tools::Run {
+                connections: light,
+                duration,
+                warm_up: true,
+            };
+            let measured = record(
+                results,
+                &stack,
+                database,
+                &scenario(name),
+                Path::Direct,
+                "h2load",
+                run_h2load(h2load, addr, call, 0, run),
+            )
+            .await?;
+            Some(measured.percentile_ms(99.0))
         };
+        let verify_tool = tool_p99(&verify_call, "VerifyToken", stack.auth.addr).await;
+        let list_tool = tool_p99(&list_call, "ListTasks", stack.task.addr).await;
         Light {
-            verify: rust_verify,
-            list: rust_list,
-            tool_verify,
-            tool_list,
+            verify: Tail {
+                rust: verify_rust.percentile_ms(99.0),
+                tool: verify_tool,
+            },
+            list: Tail {
+                rust: list_rust.percentile_ms(99.0),
+                tool: list_tool,
+            },
         }
     };
     let idle = phase(results, "idle").await;
@@ -1009,28 +999,17 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             p99 <= 10.0,
         );
     }
-    for (label, pick) in [
-        (
-            "VerifyToken",
-            Light::verify as fn(&Light) -> (&Measured, Option<&Measured>),
-        ),
-        ("ListTasks", Light::list),
+    for (label, idle, busy, control) in [
+        ("VerifyToken", &idle.verify, &busy.verify, &control.verify),
+        ("ListTasks", &idle.list, &busy.list, &control.list),
     ] {
-        let p99 = |light: &Light| {
-            let (rust, tool) = pick(light);
-            (
-                rust.percentile_ms(99.0),
-                tool.map(|tool| tool.percentile_ms(99.0)),
-            )
-        };
-        let ((idle_rust, idle_tool), (busy_rust, busy_tool), (control_rust, control_tool)) =
-            (p99(&idle), p99(&busy), p99(&control));
+        let (idle_rust, busy_rust, control_rust) = (idle.rust, busy.rust, control.rust);
         let mut measured = format!(
             "todo-bench: {busy_rust:.2} ms vs {idle_rust:.2} ms idle, {control_rust:.2} ms beside idle-priority busy loops and no logins"
         );
         // As everywhere, h2load's figures where it measured: a single-threaded client, not
         // itself slowed by waiting for the cores, so that the tail is the servers'.
-        let (idle, busy) = match (idle_tool, busy_tool, control_tool) {
+        let (idle, busy) = match (idle.tool, busy.tool, control.tool) {
             (Some(idle), Some(busy), Some(control)) => {
                 measured = format!(
                     "h2load: {busy:.2} ms vs {idle:.2} ms idle, {control:.2} ms beside busy loops; {measured}"
