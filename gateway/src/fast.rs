@@ -11,6 +11,7 @@
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, ready},
 };
 
@@ -25,13 +26,16 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone, Debug)]
 pub struct FastPathLayer<F> {
     fast: F,
-    services: &'static [&'static str],
+    services: Arc<[&'static str]>,
 }
 
 impl<F> FastPathLayer<F> {
     /// Calls to `services` (gRPC service names) go to `fast`.
-    pub fn new(fast: F, services: &'static [&'static str]) -> Self {
-        Self { fast, services }
+    pub fn new(fast: F, services: impl IntoIterator<Item = &'static str>) -> Self {
+        Self {
+            fast,
+            services: services.into_iter().collect(),
+        }
     }
 }
 
@@ -42,7 +46,7 @@ impl<S, F: Clone> Layer<S> for FastPathLayer<F> {
         FastPath {
             rest,
             fast: self.fast.clone(),
-            services: self.services,
+            services: self.services.clone(),
         }
     }
 }
@@ -52,7 +56,7 @@ impl<S, F: Clone> Layer<S> for FastPathLayer<F> {
 pub struct FastPath<S, F> {
     rest: S,
     fast: F,
-    services: &'static [&'static str],
+    services: Arc<[&'static str]>,
 }
 
 impl<S, F> FastPath<S, F> {
@@ -141,7 +145,7 @@ mod tests {
 
     async fn taken_by(request: Request<Body>) -> &'static str {
         let mut service =
-            FastPathLayer::new(Named("fast"), &["todo.task.v1.TaskService"]).layer(Named("rest"));
+            FastPathLayer::new(Named("fast"), ["todo.task.v1.TaskService"]).layer(Named("rest"));
         let response = service.call(request).await.unwrap();
         match response.headers()["x-by"].as_bytes() {
             b"fast" => "fast",

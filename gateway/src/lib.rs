@@ -68,6 +68,7 @@ pub async fn run(
         config.max_concurrent_calls,
         config.auth_calls_per_minute,
     );
+    let forwarded: Vec<&'static str> = backends.iter().map(|backend| backend.service).collect();
     let forwarder = Forwarder::new(backends.clone(), limits);
     let housekeeping = tokio::spawn({
         let (forwarder, shutdown) = (forwarder.clone(), shutdown.clone());
@@ -99,7 +100,7 @@ pub async fn run(
 
     let short_way = fast::FastPathLayer::new(
         RpcLogLayer::new("gateway").layer(forwarder.clone()),
-        &[AUTH, TASK],
+        forwarded,
     );
     let router = assembled
         .routes
