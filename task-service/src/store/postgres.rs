@@ -334,9 +334,9 @@ impl Pages {
     }
 }
 
-/// The tasks of `owner` in a row of a group of pages (see [`lists`]): its columns from the
-/// fourth on are the tasks' columns (but the owner) as arrays, `NULL` when the page is empty.
-/// They come in `query`'s order.
+/// The tasks of `owner` in a row of a group of pages (see [`lists`]), in `query`'s order: the
+/// row's columns from the fourth on are the tasks' columns (but the owner) as arrays, `NULL`
+/// when the page is empty.
 fn page_tasks(owner: &str, query: &ListQuery, row: &PgRow) -> Result<Vec<TaskRecord>, BoxDynError> {
     let Some(ids) = Elements::<&str>::of(row, 3)? else {
         return Ok(Vec::new());
