@@ -29,6 +29,9 @@ pub enum Path {
     Passthrough,
     /// gRPC-web (HTTP/1.1) through `todo-passthrough` (load tools only).
     PassthroughWeb,
+    /// gRPC through `todo-passthrough --tcp`, which relays bytes without reading HTTP/2: what
+    /// the extra hop alone costs (load tools only).
+    Relay,
 }
 
 impl Path {
@@ -43,6 +46,7 @@ impl Path {
             Self::GatewayWeb => "gateway gRPC-web",
             Self::Passthrough => "pass-through gRPC",
             Self::PassthroughWeb => "pass-through web",
+            Self::Relay => "byte relay gRPC",
         }
     }
 
@@ -124,7 +128,7 @@ impl Tasks {
     /// A client to `addr` over `path` sending `token`; each call makes its own connection(s).
     pub async fn connect(path: Path, addr: SocketAddr, token: &str) -> Self {
         match path {
-            Path::Direct | Path::Gateway | Path::Passthrough => Self::Grpc(
+            Path::Direct | Path::Gateway | Path::Passthrough | Path::Relay => Self::Grpc(
                 TaskServiceClient::with_interceptor(channel(addr).await, bearer(Some(token))),
             ),
             Path::GatewayWeb | Path::PassthroughWeb => {
@@ -207,7 +211,7 @@ impl Auth {
     /// A client to `addr` over `path`.
     pub async fn connect(path: Path, addr: SocketAddr) -> Self {
         match path {
-            Path::Direct | Path::Gateway | Path::Passthrough => {
+            Path::Direct | Path::Gateway | Path::Passthrough | Path::Relay => {
                 Self::Grpc(AuthServiceClient::new(channel(addr).await))
             }
             Path::GatewayWeb | Path::PassthroughWeb => {

@@ -93,7 +93,7 @@ struct Row {
     cpu_cores: Vec<(&'static str, f64)>,
     /// The same for the PostgreSQL server (all its processes), on PostgreSQL.
     postgres_cpu_cores: Option<f64>,
-    /// The same for `todo-passthrough`, in its rows.
+    /// The same for `todo-passthrough` (either mode), in its rows.
     passthrough_cpu_cores: Option<f64>,
     /// RSS of each server at the end, MiB.
     rss_mib: Vec<(&'static str, f64)>,
@@ -160,7 +160,8 @@ struct Light {
 const RUST_CLIENT: &str = "todo-bench (Rust)";
 
 /// What the servers used while a scenario ran: CPU seconds of each, of the PostgreSQL server
-/// and of `todo-passthrough`, and for how long.
+/// and of the `todo-passthrough` processes (only the one a scenario goes through is busy), and
+/// for how long.
 #[derive(Clone, Debug, Default)]
 struct Usage {
     cpu_seconds: Vec<f64>,
@@ -183,10 +184,11 @@ impl Reading {
         Self {
             servers: stack.servers().map(|s| s.stats()),
             postgres: servers::PostgresCpu::now(),
-            passthrough: stack
-                .passthrough
-                .as_ref()
-                .map_or(0.0, |p| p.stats().cpu_seconds),
+            passthrough: [&stack.passthrough, &stack.relay]
+                .into_iter()
+                .flatten()
+                .map(|p| p.stats().cpu_seconds)
+                .sum(),
             at: Instant::now(),
         }
     }
@@ -293,8 +295,11 @@ fn push_row(
             .collect(),
         postgres_cpu_cores: (database == "postgres")
             .then(|| usage.postgres_cpu_seconds / usage.elapsed.max(1e-9)),
-        passthrough_cpu_cores: matches!(path, Path::Passthrough | Path::PassthroughWeb)
-            .then(|| usage.passthrough_cpu_seconds / usage.elapsed.max(1e-9)),
+        passthrough_cpu_cores: matches!(
+            path,
+            Path::Passthrough | Path::PassthroughWeb | Path::Relay
+        )
+        .then(|| usage.passthrough_cpu_seconds / usage.elapsed.max(1e-9)),
         rss_mib: names
             .iter()
             .zip(stack.servers())
@@ -354,6 +359,13 @@ fn task_addr(stack: &Stack, path: Path) -> std::net::SocketAddr {
                 .passthrough
                 .as_ref()
                 .expect("todo-passthrough is started before its scenarios")
+                .addr
+        }
+        Path::Relay => {
+            stack
+                .relay
+                .as_ref()
+                .expect("todo-passthrough --tcp is started before its scenarios")
                 .addr
         }
     }
@@ -663,11 +675,12 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             0,
         ));
     }
-    // The gateway's paths, and the same through the bare pass-through: the floor of
-    // forwarding with the gateway's libraries, measured side by side with the gateway.
+    // The gateway's paths, and the same through the bare pass-through (the floor of
+    // forwarding with the gateway's libraries) and the byte relay (the hop alone), measured
+    // side by side with the gateway.
     for path in Path::ALL
         .into_iter()
-        .chain([Path::Passthrough, Path::PassthroughWeb])
+        .chain([Path::Passthrough, Path::PassthroughWeb, Path::Relay])
     {
         let available = if path.is_web() {
             tools.wrk.is_some()
@@ -734,7 +747,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         tool_rates.insert((*key, *path), measured.rate());
         tool_p99s.insert((*key, *path), measured.percentile_ms(99.0));
         let micros = match path {
-            Path::Passthrough | Path::PassthroughWeb => {
+            Path::Passthrough | Path::PassthroughWeb | Path::Relay => {
                 usage.passthrough_micros_per_call(measured.rate())
             }
             _ => usage.micros_per_call(2, measured.rate()),
@@ -944,24 +957,40 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         ("update", "UpdateTask"),
     ] {
         let (direct, direct_by) = rate(call, Path::Direct);
-        for (path, floor_path, way, at_least) in [
-            (Path::Gateway, Path::Passthrough, "gRPC", 0.75),
-            (Path::GatewayWeb, Path::PassthroughWeb, "gRPC-web", 0.60),
+        for (path, floors, way, at_least) in [
+            (
+                Path::Gateway,
+                &[Path::Passthrough, Path::Relay][..],
+                "gRPC",
+                0.75,
+            ),
+            (
+                Path::GatewayWeb,
+                &[Path::PassthroughWeb][..],
+                "gRPC-web",
+                0.60,
+            ),
         ] {
             let (through, by) = rate(call, path);
             let share = ratio(through, direct);
-            // The same call through the bare pass-through, where the tools measured it: how
-            // close forwarding with these libraries can come on this machine at all.
-            let floor = match (
-                tool_rates.get(&(call, floor_path)),
-                tool_gateway_micros.get(&(call, floor_path)),
-            ) {
-                (Some(rate), Some(micros)) => format!(
-                    "; the bare pass-through: {:.0}%, {micros:.0} us per call",
-                    100.0 * ratio(*rate, direct)
-                ),
-                _ => String::new(),
-            };
+            // The same call through the bare pass-through and the byte relay, where the tools
+            // measured it: how close forwarding with these libraries, and a hop that reads no
+            // HTTP/2 at all, come on this machine.
+            let floor: String = floors
+                .iter()
+                .filter_map(|floor| {
+                    let rate = tool_rates.get(&(call, *floor))?;
+                    let micros = tool_gateway_micros.get(&(call, *floor))?;
+                    let name = match floor {
+                        Path::Relay => "the byte relay",
+                        _ => "the bare pass-through",
+                    };
+                    Some(format!(
+                        "; {name}: {:.0}%, {micros:.0} us per call",
+                        100.0 * ratio(*rate, direct)
+                    ))
+                })
+                .collect();
             // What the gateway spent per forwarded call, against answering an empty call
             // itself (one exchange with a client where forwarding is two).
             let cost = match (

@@ -218,6 +218,9 @@ pub struct Stack {
     /// `todo-passthrough` in front of the task service, once started
     /// ([`Stack::start_passthrough`]): the floor the gateway is measured against.
     pub passthrough: Option<Server>,
+    /// `todo-passthrough --tcp` in front of the task service, started with the other: the
+    /// cost of the hop alone, with no HTTP/2 read.
+    pub relay: Option<Server>,
 }
 
 /// Where the services keep their data.
@@ -353,6 +356,7 @@ impl Stack {
             task: server("task-service", task_addr, task_args),
             gateway: server("gateway", gateway_addr, gateway_args),
             passthrough: None,
+            relay: None,
         };
         wait_serving(&stack.auth, "todo.auth.v1.AuthService").await;
         wait_serving(&stack.task, "todo.task.v1.TaskService").await;
@@ -365,27 +369,41 @@ impl Stack {
         [&self.auth, &self.task, &self.gateway]
     }
 
-    /// Starts `todo-passthrough` from `bin_dir` in front of the task service and waits until it
-    /// accepts connections.
+    /// Starts `todo-passthrough` from `bin_dir` in front of the task service, as a pass-through
+    /// and as a byte relay, and waits until both accept connections.
     pub async fn start_passthrough(&mut self, bin_dir: &Path) {
-        let addr = free_addr();
-        let server = Server::spawn(
-            bin_dir.join("todo-passthrough"),
-            "passthrough",
-            addr,
-            vec![addr.to_string(), self.task.addr.to_string()],
-            None,
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "todo-passthrough does not listen on {addr}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.passthrough = Some(server);
+        let task = self.task.addr.to_string();
+        self.passthrough = Some(spawn_passthrough(bin_dir, "passthrough", &[], &task).await);
+        self.relay = Some(spawn_passthrough(bin_dir, "relay", &["--tcp"], &task).await);
     }
+}
+
+/// `todo-passthrough` with `flags` in front of `backend`, once it accepts connections.
+async fn spawn_passthrough(
+    bin_dir: &Path,
+    name: &'static str,
+    flags: &[&str],
+    backend: &str,
+) -> Server {
+    let addr = free_addr();
+    let mut arguments = args(flags);
+    arguments.extend([addr.to_string(), backend.to_owned()]);
+    let server = Server::spawn(
+        bin_dir.join("todo-passthrough"),
+        name,
+        addr,
+        arguments,
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "todo-passthrough ({name}) does not listen on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server
 }
 
 impl Storage {

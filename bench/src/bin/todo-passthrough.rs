@@ -9,8 +9,13 @@
 //! with mimalloc and keeps the libraries' tracing off, as the servers do. It is a measuring
 //! instrument of the benchmark, not a server to deploy.
 //!
+//! With `--tcp` it is a byte relay instead: each client connection gets one of its own to the
+//! backend, and bytes are copied both ways without reading HTTP/2. That is the cost of the
+//! extra hop alone, which no proxy avoids, below the protocol work of one that routes calls.
+//!
 //! ```sh
 //! todo-passthrough 127.0.0.1:7000 127.0.0.1:50052
+//! todo-passthrough --tcp 127.0.0.1:7001 127.0.0.1:50052
 //! ```
 
 use std::{
@@ -44,16 +49,20 @@ async fn main() {
     // The libraries' spans and events, off: the servers filter theirs out at `warn`, and with no
     // subscriber at all each would go to `log` instead.
     let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let bytes_only = args.next_if_eq("--tcp").is_some();
     let (Some(listen), Some(backend)) = (args.next(), args.next()) else {
         fail(
             64,
-            "usage: todo-passthrough <listen address> <backend address>",
+            "usage: todo-passthrough [--tcp] <listen address> <backend address>",
         )
     };
     let listener = TcpListener::bind(&listen)
         .await
         .unwrap_or_else(|e| fail(1, &format!("listen on {listen}: {e}")));
+    if bytes_only {
+        relay_bytes(listener, backend).await
+    }
     let mut senders = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         senders.push(connect(&backend).await);
@@ -77,6 +86,25 @@ async fn main() {
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
+        });
+    }
+}
+
+/// `--tcp`: each connection is relayed byte for byte to a connection of its own to the backend,
+/// without reading HTTP/2 at all. What a forwarding hop costs on this machine before any
+/// protocol work: the kernel's loopback, two more reads and writes per message, and the wake-ups.
+async fn relay_bytes(listener: TcpListener, backend: String) -> ! {
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            let Ok(mut server) = TcpStream::connect(&backend).await else {
+                return;
+            };
+            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         });
     }
 }
