@@ -25,12 +25,12 @@ pub enum Path {
     Gateway,
     /// gRPC-web (HTTP/1.1) through the gateway.
     GatewayWeb,
-    /// gRPC through `todo-passthrough`, the floor of forwarding (load tools only).
+    /// gRPC through `todo-passthrough`, the floor of forwarding (measuring only).
     Passthrough,
-    /// gRPC-web (HTTP/1.1) through `todo-passthrough` (load tools only).
+    /// gRPC-web (HTTP/1.1) through `todo-passthrough` (measuring only).
     PassthroughWeb,
     /// gRPC through `todo-passthrough --tcp`, which relays bytes without reading HTTP/2: what
-    /// the extra hop alone costs (load tools only).
+    /// the extra hop alone costs (measuring only).
     Relay,
 }
 

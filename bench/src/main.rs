@@ -18,6 +18,7 @@ mod tools;
 
 use std::{
     path::PathBuf,
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -220,9 +221,15 @@ impl Usage {
         )
     }
 
-    /// The same for `todo-passthrough`.
-    fn passthrough_micros_per_call(&self, rate: f64) -> f64 {
-        Self::per_call(self.passthrough_cpu_seconds, self.elapsed, rate)
+    /// CPU microseconds per call at `rate` of what forwarded the calls on `path`: the gateway,
+    /// or `todo-passthrough` on its paths.
+    fn forwarding_micros(&self, path: Path, rate: f64) -> f64 {
+        match path {
+            Path::Passthrough | Path::PassthroughWeb | Path::Relay => {
+                Self::per_call(self.passthrough_cpu_seconds, self.elapsed, rate)
+            }
+            _ => self.micros_per_call(2, rate),
+        }
     }
 
     fn per_call(cpu_seconds: f64, elapsed: f64, rate: f64) -> f64 {
@@ -334,8 +341,30 @@ fn push_row(
     results.rows.push(row);
 }
 
-/// Rounds of the tool scenarios (each runs for its share of the duration in every round).
-const TOOL_ROUNDS: u64 = 5;
+/// Rounds of the interleaved scenarios (each runs for its share of the duration in every
+/// round).
+const ROUNDS: u64 = 5;
+
+/// How many rounds a scenario of `duration` is measured in, and for how long in each.
+fn interleaving(duration: Duration) -> (u64, Duration) {
+    let rounds = ROUNDS.min(duration.as_secs().max(1));
+    (
+        rounds,
+        Duration::from_secs((duration.as_secs() / rounds).max(1)),
+    )
+}
+
+/// A call of the harness's client (worker index, its call count; whether it succeeded),
+/// boxed so that different calls share one list of scenarios.
+type Caller = Arc<dyn Fn(usize, u64) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+fn caller<F, Fut>(call: F) -> Caller
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
+{
+    Arc::new(move |worker, n| Box::pin(call(worker, n)))
+}
 
 /// Checks `call` once, then drives it with h2load.
 async fn run_h2load(
@@ -478,117 +507,118 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     let mut rates = std::collections::HashMap::new();
     rates.insert(("health", Path::Direct), health.rate());
     let mut p99s = std::collections::HashMap::new();
+    // CPU microseconds of the gateway (or the pass-through, on its paths) per call.
+    let mut gateway_micros = std::collections::HashMap::new();
 
+    // The harness's own scenarios: every scenario over every path in turn, round after round,
+    // each round a share of the duration (as the tool scenarios below), so that the ratios
+    // between paths are measured side by side rather than half a minute apart.
+    let mut jobs: Vec<(&'static str, &'static str, Path, Caller)> = Vec::new();
     for path in Path::ALL {
         let readers = task_clients(&stack, path, &reader, workers).await;
         let writers = task_clients(&stack, path, &writer, workers).await;
-        let get = measure(
-            results,
-            &stack,
-            database,
-            "GetTask",
-            path,
-            workers,
-            duration,
-            {
-                let (readers, names) = (readers.clone(), names.clone());
-                move |w, n| {
-                    let (mut client, names) = (readers[w].clone(), names.clone());
-                    async move {
-                        client
-                            .get(&names[(w * 7919 + n as usize * 104_729) % names.len()])
-                            .await
+        jobs.push(("get", "GetTask", path, {
+            let (readers, names) = (readers.clone(), names.clone());
+            caller(move |w, n| {
+                let (mut client, names) = (readers[w].clone(), names.clone());
+                async move {
+                    client
+                        .get(&names[(w * 7919 + n as usize * 104_729) % names.len()])
+                        .await
+                }
+            })
+        }));
+        jobs.push(("list", "ListTasks (50 of 10,000)", path, {
+            let readers = readers.clone();
+            caller(move |w, _| {
+                let mut client = readers[w].clone();
+                async move { client.list(50, "").await.is_ok() }
+            })
+        }));
+        jobs.push(("create", "CreateTask", path, {
+            let writers = writers.clone();
+            caller(move |w, n| {
+                let mut client = writers[w].clone();
+                async move { client.create(&format!("created {w}-{n}")).await.is_some() }
+            })
+        }));
+        jobs.push(("update", "UpdateTask", path, {
+            let (readers, names) = (readers.clone(), names.clone());
+            caller(move |w, n| {
+                let (mut client, names) = (readers[w].clone(), names.clone());
+                async move {
+                    let name = &names[(w * 31 + n as usize * 7) % names.len()];
+                    client.rename(name, &format!("renamed {n}")).await
+                }
+            })
+        }));
+        jobs.push(("mixed", "mixed (80% reads)", path, {
+            let (readers, names) = (readers.clone(), names.clone());
+            caller(move |w, n| {
+                let (mut client, names) = (readers[w].clone(), names.clone());
+                async move {
+                    let name = &names[(w * 131 + n as usize * 17) % names.len()];
+                    match n % 10 {
+                        0..=3 => client.get(name).await,
+                        4..=7 => client.list(50, "").await.is_ok(),
+                        8 => client.create(&format!("mixed {w}-{n}")).await.is_some(),
+                        _ => client.rename(name, &format!("mixed {n}")).await,
                     }
                 }
-            },
-        )
-        .await;
-        let list = measure(
-            results,
-            &stack,
-            database,
-            "ListTasks (50 of 10,000)",
-            path,
-            workers,
-            duration,
-            {
-                let readers = readers.clone();
-                move |w, _| {
-                    let mut client = readers[w].clone();
-                    async move { client.list(50, "").await.is_ok() }
-                }
-            },
-        )
-        .await;
-        let create = measure(
-            results,
-            &stack,
-            database,
-            "CreateTask",
-            path,
-            workers,
-            duration,
-            {
-                let writers = writers.clone();
-                move |w, n| {
-                    let mut client = writers[w].clone();
-                    async move { client.create(&format!("created {w}-{n}")).await.is_some() }
-                }
-            },
-        )
-        .await;
-        let update = measure(
-            results,
-            &stack,
-            database,
+            })
+        }));
+    }
+    // UpdateTask is measured by the harness's client alone (a load tool would send the same
+    // rename of one task from every connection): it goes through the pass-through and the byte
+    // relay too, for its gateway lines.
+    for path in [Path::Passthrough, Path::PassthroughWeb, Path::Relay] {
+        let readers = task_clients(&stack, path, &reader, workers).await;
+        let names = names.clone();
+        jobs.push((
+            "update",
             "UpdateTask",
             path,
-            workers,
-            duration,
-            {
-                let (readers, names) = (readers.clone(), names.clone());
-                move |w, n| {
-                    let (mut client, names) = (readers[w].clone(), names.clone());
-                    async move {
-                        let name = &names[(w * 31 + n as usize * 7) % names.len()];
-                        client.rename(name, &format!("renamed {n}")).await
-                    }
+            caller(move |w, n| {
+                let (mut client, names) = (readers[w].clone(), names.clone());
+                async move {
+                    let name = &names[(w * 31 + n as usize * 7) % names.len()];
+                    client.rename(name, &format!("renamed {n}")).await
                 }
-            },
-        )
-        .await;
-        measure(
+            }),
+        ));
+    }
+    let (rounds, slice) = interleaving(duration);
+    let mut tallies = vec![(Measured::default(), Usage::default()); jobs.len()];
+    for round in 0..rounds {
+        for ((_, _, _, call), (measured, usage)) in jobs.iter().zip(&mut tallies) {
+            let warm_up = if round == 0 {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            };
+            let before = Reading::now(&stack);
+            let call = call.clone();
+            measured.merge(drive(workers, warm_up, slice, move |w, n| call(w, n)).await);
+            usage.add_since(&stack, &before);
+        }
+    }
+    for ((key, scenario, path, _), (measured, usage)) in jobs.iter().zip(tallies) {
+        push_row(
             results,
             &stack,
             database,
-            "mixed (80% reads)",
-            path,
-            workers,
-            duration,
-            {
-                let (readers, names) = (readers.clone(), names.clone());
-                move |w, n| {
-                    let (mut client, names) = (readers[w].clone(), names.clone());
-                    async move {
-                        let name = &names[(w * 131 + n as usize * 17) % names.len()];
-                        match n % 10 {
-                            0..=3 => client.get(name).await,
-                            4..=7 => client.list(50, "").await.is_ok(),
-                            8 => client.create(&format!("mixed {w}-{n}")).await.is_some(),
-                            _ => client.rename(name, &format!("mixed {n}")).await,
-                        }
-                    }
-                }
-            },
-        )
-        .await;
-        rates.insert(("get", path), get.rate());
-        rates.insert(("list", path), list.rate());
-        rates.insert(("create", path), create.rate());
-        rates.insert(("update", path), update.rate());
-        p99s.insert(("get", path), get.percentile_ms(99.0));
-        p99s.insert(("list", path), list.percentile_ms(99.0));
-        p99s.insert(("create", path), create.percentile_ms(99.0));
+            scenario,
+            *path,
+            RUST_CLIENT,
+            &measured,
+            &usage,
+        );
+        rates.insert((*key, *path), measured.rate());
+        p99s.insert((*key, *path), measured.percentile_ms(99.0));
+        gateway_micros.insert(
+            (*key, *path),
+            usage.forwarding_micros(*path, measured.rate()),
+        );
     }
 
     // The single-call scenarios again, from independent load tools: h2load for gRPC, wrk for
@@ -693,8 +723,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             }
         }
     }
-    let rounds = TOOL_ROUNDS.min(duration.as_secs().max(1));
-    let slice = Duration::from_secs((duration.as_secs() / rounds).max(1));
+    let (rounds, slice) = interleaving(duration);
     let mut tallies: Vec<Option<(Measured, Usage)>> = vec![Some(Default::default()); jobs.len()];
     for round in 0..rounds {
         for ((key, scenario, path, call, slack), tally) in jobs.iter().zip(&mut tallies) {
@@ -746,13 +775,10 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         );
         tool_rates.insert((*key, *path), measured.rate());
         tool_p99s.insert((*key, *path), measured.percentile_ms(99.0));
-        let micros = match path {
-            Path::Passthrough | Path::PassthroughWeb | Path::Relay => {
-                usage.passthrough_micros_per_call(measured.rate())
-            }
-            _ => usage.micros_per_call(2, measured.rate()),
-        };
-        tool_gateway_micros.insert((*key, *path), micros);
+        tool_gateway_micros.insert(
+            (*key, *path),
+            usage.forwarding_micros(*path, measured.rate()),
+        );
     }
 
     // Login, and reads during a login flood.
@@ -926,6 +952,16 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         None => (p99s[&(call, path)], "todo-bench"),
     };
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    // The rate and the forwarding CPU per call of a call on a path, from the same source as
+    // `rate`.
+    let measured_by = |call: &'static str, path: Path| {
+        let (rates, micros) = if tool_rates.contains_key(&(call, Path::Direct)) {
+            (&tool_rates, &tool_gateway_micros)
+        } else {
+            (&rates, &gateway_micros)
+        };
+        Some((*rates.get(&(call, path))?, *micros.get(&(call, path))?))
+    };
     let (ceiling, ceiling_by) = rate("health", Path::Direct);
     for (call, label, at_least) in [("get", "GetTask", 0.5), ("list", "ListTasks", 0.25)] {
         let (direct, by) = rate(call, Path::Direct);
@@ -973,28 +1009,27 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         ] {
             let (through, by) = rate(call, path);
             let share = ratio(through, direct);
-            // The same call through the bare pass-through and the byte relay, where the tools
-            // measured it: how close forwarding with these libraries, and a hop that reads no
-            // HTTP/2 at all, come on this machine.
+            // The same call through the bare pass-through and the byte relay, measured as the
+            // line is (by the tools where they measured it): how close forwarding with these
+            // libraries, and a hop that reads no HTTP/2 at all, come on this machine.
             let floor: String = floors
                 .iter()
                 .filter_map(|floor| {
-                    let rate = tool_rates.get(&(call, *floor))?;
-                    let micros = tool_gateway_micros.get(&(call, *floor))?;
+                    let (rate, micros) = measured_by(call, *floor)?;
                     let name = match floor {
                         Path::Relay => "the byte relay",
                         _ => "the bare pass-through",
                     };
                     Some(format!(
                         "; {name}: {:.0}%, {micros:.0} us per call",
-                        100.0 * ratio(*rate, direct)
+                        100.0 * ratio(rate, direct)
                     ))
                 })
                 .collect();
             // What the gateway spent per forwarded call, against answering an empty call
             // itself (one exchange with a client where forwarding is two).
             let cost = match (
-                tool_gateway_micros.get(&(call, path)),
+                measured_by(call, path).map(|(_, micros)| micros),
                 tool_gateway_micros.get(&("gateway-health", Path::Gateway)),
             ) {
                 (Some(forwarded), Some(own)) if *own > 0.0 => format!(
