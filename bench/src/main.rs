@@ -358,6 +358,17 @@ fn interleaving(duration: Duration) -> (u64, Duration) {
 /// boxed so that different calls share one list of scenarios.
 type Caller = Arc<dyn Fn(usize, u64) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
+/// UpdateTask: each worker renames tasks of `names` in turn, with its own client of `clients`.
+fn renames(clients: Arc<Vec<Tasks>>, names: Arc<Vec<String>>) -> Caller {
+    caller(move |w, n| {
+        let (mut client, names) = (clients[w].clone(), names.clone());
+        async move {
+            let name = &names[(w * 31 + n as usize * 7) % names.len()];
+            client.rename(name, &format!("renamed {n}")).await
+        }
+    })
+}
+
 fn caller<F, Fut>(call: F) -> Caller
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
@@ -542,16 +553,12 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
                 async move { client.create(&format!("created {w}-{n}")).await.is_some() }
             })
         }));
-        jobs.push(("update", "UpdateTask", path, {
-            let (readers, names) = (readers.clone(), names.clone());
-            caller(move |w, n| {
-                let (mut client, names) = (readers[w].clone(), names.clone());
-                async move {
-                    let name = &names[(w * 31 + n as usize * 7) % names.len()];
-                    client.rename(name, &format!("renamed {n}")).await
-                }
-            })
-        }));
+        jobs.push((
+            "update",
+            "UpdateTask",
+            path,
+            renames(readers.clone(), names.clone()),
+        ));
         jobs.push(("mixed", "mixed (80% reads)", path, {
             let (readers, names) = (readers.clone(), names.clone());
             caller(move |w, n| {
@@ -573,18 +580,11 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     // relay too, for its gateway lines.
     for path in [Path::Passthrough, Path::PassthroughWeb, Path::Relay] {
         let readers = task_clients(&stack, path, &reader, workers).await;
-        let names = names.clone();
         jobs.push((
             "update",
             "UpdateTask",
             path,
-            caller(move |w, n| {
-                let (mut client, names) = (readers[w].clone(), names.clone());
-                async move {
-                    let name = &names[(w * 31 + n as usize * 7) % names.len()];
-                    client.rename(name, &format!("renamed {n}")).await
-                }
-            }),
+            renames(readers, names.clone()),
         ));
     }
     let (rounds, slice) = interleaving(duration);
