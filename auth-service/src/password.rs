@@ -98,10 +98,13 @@ pub struct Verified {
 }
 
 /// Hashing is bulk work: it takes only the CPU the other calls leave, so a login flood cannot
-/// slow them down. On Linux the hashing threads run under `SCHED_IDLE`, which any other thread
-/// preempts at once when it wakes (at nice 19 under the normal policy, a woken thread could
-/// still wait for the hash's time slice to end: that put milliseconds into the tail of every
-/// call during a flood); elsewhere at the lowest priority of the normal policy.
+/// slow them down. On Linux the hashing threads run under `SCHED_IDLE`, which a kernel that
+/// preempts on wakeup gives way to at once (at nice 19 under the normal policy, a woken thread
+/// could still wait for the hash's time slice to end: that put milliseconds into the tail of
+/// every call during a flood); elsewhere at the lowest priority of the normal policy. A hash
+/// is one library call that cannot yield, so on a kernel that lets a woken thread wait behind
+/// a busy idle-priority one (the benchmark machine's, up to a 4 ms tick) the wait remains;
+/// the benchmark's busy-loop controls show that cost apart from the hashing.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     let lowered = thread_priority::set_thread_priority_and_policy(

@@ -128,15 +128,29 @@ where
 /// Busy loops at the lowest CPU priority (`SCHED_IDLE` on Linux, as the auth service's
 /// password hashing threads), one per thread, until dropped: a control that saturates the
 /// cores with work every other thread may preempt, and nothing else.
+///
+/// With [`Turns::Yield`] each loop also gives up its core at every turn (`sched_yield`), which
+/// a password hash, one long library call, cannot do. The two controls side by side tell a
+/// tail lengthened by cores kept busy from one lengthened by a kernel that lets a woken thread
+/// wait for the busy one's time slice rather than preempt it at once.
 #[derive(Debug)]
 pub struct IdleSpinners {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// What a busy loop of [`IdleSpinners`] does at each turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turns {
+    /// Counts, never entering the kernel.
+    Spin,
+    /// Counts and yields its core.
+    Yield,
+}
+
 impl IdleSpinners {
     /// `count` busy loops.
-    pub fn start(count: usize) -> Self {
+    pub fn start(count: usize, turns: Turns) -> Self {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = (0..count)
             .map(|_| {
@@ -157,6 +171,9 @@ impl IdleSpinners {
                     let mut n = 0_u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         n = std::hint::black_box(n.wrapping_add(1));
+                        if turns == Turns::Yield {
+                            std::thread::yield_now();
+                        }
                     }
                 })
             })

@@ -33,7 +33,7 @@ use todo_proto::{
 
 use todo_bench::{
     clients::{Auth, Path, Tasks},
-    load::{IdleSpinners, Measured, drive},
+    load::{IdleSpinners, Measured, Turns, drive},
     servers::{self, ProcStats, Settings, Stack, Storage},
 };
 
@@ -913,13 +913,20 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         flood.rate(),
         flood.errors
     );
-    // The control: no logins, but as many busy loops as there are hashing threads (one per
-    // core), at their priority. What this costs the calls' tail is what the machine charges
-    // for cores kept busy by work of the lowest priority, whatever that work is.
+    // The controls: no logins, but as many busy loops as there are hashing threads (one per
+    // core), at their priority. What the first costs the calls' tail is what the machine
+    // charges for cores kept busy by work of the lowest priority, whatever that work is. The
+    // second's loops yield their core at every turn, as a hash cannot: if its tail is the idle
+    // one, the first's extra is the wait of woken threads for a busy loop's time slice.
     let control = {
-        let _spinners = IdleSpinners::start(cores);
+        let _spinners = IdleSpinners::start(cores, Turns::Spin);
         tokio::time::sleep(Duration::from_millis(500)).await;
         phase(results, "idle-priority busy loops").await
+    };
+    let yielding = {
+        let _spinners = IdleSpinners::start(cores, Turns::Yield);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        phase(results, "idle-priority busy loops that yield").await
     };
 
     // The scale curve.
@@ -1063,20 +1070,33 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             p99 <= 10.0,
         );
     }
-    for (label, idle, busy, control) in [
-        ("VerifyToken", &idle.verify, &busy.verify, &control.verify),
-        ("ListTasks", &idle.list, &busy.list, &control.list),
+    for (label, idle, busy, control, yielding) in [
+        (
+            "VerifyToken",
+            &idle.verify,
+            &busy.verify,
+            &control.verify,
+            &yielding.verify,
+        ),
+        (
+            "ListTasks",
+            &idle.list,
+            &busy.list,
+            &control.list,
+            &yielding.list,
+        ),
     ] {
-        let (idle_rust, busy_rust, control_rust) = (idle.rust, busy.rust, control.rust);
+        let (idle_rust, busy_rust) = (idle.rust, busy.rust);
+        let (control_rust, yielding_rust) = (control.rust, yielding.rust);
         let mut measured = format!(
-            "todo-bench: {busy_rust:.2} ms vs {idle_rust:.2} ms idle, {control_rust:.2} ms beside idle-priority busy loops and no logins"
+            "todo-bench: {busy_rust:.2} ms vs {idle_rust:.2} ms idle, {control_rust:.2} ms beside idle-priority busy loops and no logins, {yielding_rust:.2} ms beside loops that yield"
         );
         // As everywhere, h2load's figures where it measured: a single-threaded client, not
         // itself slowed by waiting for the cores, so that the tail is the servers'.
-        let (idle, busy) = match (idle.tool, busy.tool, control.tool) {
-            (Some(idle), Some(busy), Some(control)) => {
+        let (idle, busy) = match (idle.tool, busy.tool, control.tool, yielding.tool) {
+            (Some(idle), Some(busy), Some(control), Some(yielding)) => {
                 measured = format!(
-                    "h2load: {busy:.2} ms vs {idle:.2} ms idle, {control:.2} ms beside busy loops; {measured}"
+                    "h2load: {busy:.2} ms vs {idle:.2} ms idle, {control:.2} ms beside busy loops, {yielding:.2} ms beside loops that yield; {measured}"
                 );
                 (idle, busy)
             }
