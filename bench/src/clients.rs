@@ -38,6 +38,14 @@ impl Path {
     /// All three.
     pub const ALL: [Path; 3] = [Path::Direct, Path::Gateway, Path::GatewayWeb];
 
+    /// The ways through `todo-passthrough`, the references the gateway is measured against.
+    pub const REFERENCES: [Path; 3] = [Path::Passthrough, Path::PassthroughWeb, Path::Relay];
+
+    /// Whether this path goes through `todo-passthrough` rather than a server of the stack.
+    pub fn is_reference(self) -> bool {
+        Self::REFERENCES.contains(&self)
+    }
+
     /// A short label.
     pub fn label(self) -> &'static str {
         match self {

@@ -224,11 +224,10 @@ impl Usage {
     /// CPU microseconds per call at `rate` of what forwarded the calls on `path`: the gateway,
     /// or `todo-passthrough` on its paths.
     fn forwarding_micros(&self, path: Path, rate: f64) -> f64 {
-        match path {
-            Path::Passthrough | Path::PassthroughWeb | Path::Relay => {
-                Self::per_call(self.passthrough_cpu_seconds, self.elapsed, rate)
-            }
-            _ => self.micros_per_call(2, rate),
+        if path.is_reference() {
+            Self::per_call(self.passthrough_cpu_seconds, self.elapsed, rate)
+        } else {
+            self.micros_per_call(2, rate)
         }
     }
 
@@ -302,11 +301,9 @@ fn push_row(
             .collect(),
         postgres_cpu_cores: (database == "postgres")
             .then(|| usage.postgres_cpu_seconds / usage.elapsed.max(1e-9)),
-        passthrough_cpu_cores: matches!(
-            path,
-            Path::Passthrough | Path::PassthroughWeb | Path::Relay
-        )
-        .then(|| usage.passthrough_cpu_seconds / usage.elapsed.max(1e-9)),
+        passthrough_cpu_cores: path
+            .is_reference()
+            .then(|| usage.passthrough_cpu_seconds / usage.elapsed.max(1e-9)),
         rss_mib: names
             .iter()
             .zip(stack.servers())
@@ -578,7 +575,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     // UpdateTask is measured by the harness's client alone (a load tool would send the same
     // rename of one task from every connection): it goes through the pass-through and the byte
     // relay too, for its gateway lines.
-    for path in [Path::Passthrough, Path::PassthroughWeb, Path::Relay] {
+    for path in Path::REFERENCES {
         let readers = task_clients(&stack, path, &reader, workers).await;
         jobs.push((
             "update",
@@ -708,10 +705,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     // The gateway's paths, and the same through the bare pass-through (the floor of
     // forwarding with the gateway's libraries) and the byte relay (the hop alone), measured
     // side by side with the gateway.
-    for path in Path::ALL
-        .into_iter()
-        .chain([Path::Passthrough, Path::PassthroughWeb, Path::Relay])
-    {
+    for path in Path::ALL.into_iter().chain(Path::REFERENCES) {
         let available = if path.is_web() {
             tools.wrk.is_some()
         } else {
