@@ -13,12 +13,16 @@
 //! - [`pages`]: `GET /docs`, the API reference.
 //!
 //! # Request flow (outermost first)
-//! panic guard → plain gRPC calls to the backends (HTTP/2, gRPC content type, no `Origin`):
-//! one log line per call → [`forward::Forwarder`]; everything else: origin allow-list (403 for
-//! other origins) → CORS (preflights answered) → pages (`GET /docs`) → the rest of refused
-//! HTTP/1.1 bodies read → gRPC-web translated to gRPC → one log line per call → routes: the
-//! gateway's own health and reflection (both services' descriptors), and for everything else
-//! the [`forward::Forwarder`].
+//! panic guard, then one of three ways ([`fast`]):
+//! - plain gRPC calls to the backends (HTTP/2, gRPC content type, no `Origin`): one log line
+//!   per call → [`forward::Forwarder`];
+//! - gRPC-web calls to the backends: origin allow-list (403 for other origins) → CORS → the
+//!   rest of refused HTTP/1.1 bodies read → gRPC-web translated to gRPC → one log line per
+//!   call → [`forward::Forwarder`];
+//! - everything else: origin allow-list → CORS (preflights answered) → pages (`GET /docs`) →
+//!   the rest of refused HTTP/1.1 bodies read → gRPC-web translated to gRPC → one log line per
+//!   call → routes: the gateway's own health and reflection (both services' descriptors), and
+//!   for everything else the [`forward::Forwarder`].
 
 pub mod body;
 pub mod config;
@@ -38,7 +42,7 @@ use todo_common::{
 use todo_proto::service_names::{AUTH, TASK};
 use tokio::net::TcpListener;
 use tonic::{service::Routes, transport::Server};
-use tower::Layer;
+use tower::{Layer, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use config::Config;
@@ -98,29 +102,37 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let short_way = fast::FastPathLayer::new(
-        RpcLogLayer::new("gateway").layer(forwarder.clone()),
-        forwarded,
-    );
     let router = assembled
         .routes
         .clone()
         .into_axum_router()
-        .fallback_service(forwarder);
+        .fallback_service(forwarder.clone());
     let origins = origin::Origins::new(&config.allowed_origins);
-    // Layer order, outermost first, as in the crate documentation. The log sits inside the
-    // gRPC-web translation, so that it reads the status of gRPC-web calls too.
+    // The layers of browser requests, in two parts: on the long way the pages layer sits
+    // between them.
+    let browsers = ServiceBuilder::new()
+        .layer(origin::OriginGuardLayer::new(origins.clone()))
+        .layer(origins.cors());
+    // The log sits inside the gRPC-web translation, so that it reads the status of gRPC-web
+    // calls too.
+    let calls = ServiceBuilder::new()
+        .layer(drain::DrainLayer::new(2 * config.max_message_bytes))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(RpcLogLayer::new("gateway"));
+    let short_ways = fast::FastPathLayer::new(
+        RpcLogLayer::new("gateway").layer(forwarder.clone()),
+        browsers.clone().layer(calls.clone()).service(forwarder),
+        forwarded,
+    );
+    // Layer order, outermost first, as in the crate documentation.
     let server = Server::builder()
         .accept_http1(true)
         .timeout(common.request_timeout)
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(short_way)
-        .layer(origin::OriginGuardLayer::new(origins.clone()))
-        .layer(origins.cors())
+        .layer(short_ways)
+        .layer(browsers)
         .layer(pages::PagesLayer)
-        .layer(drain::DrainLayer::new(2 * config.max_message_bytes))
-        .layer(tonic_web::GrpcWebLayer::new())
-        .layer(RpcLogLayer::new("gateway"))
+        .layer(calls)
         .add_routes(Routes::from(router));
     let result = assembled
         .serve_with(listener, shutdown, |incoming, drained| {
