@@ -17,7 +17,7 @@ use std::{
     time::Instant,
 };
 
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Request, Response, uri::PathAndQuery};
 use http_body::{Body, Frame, SizeHint};
 use tonic::Code;
 use tower::{Layer, Service};
@@ -71,7 +71,8 @@ where
         let broken_off = Arc::new(AtomicBool::new(false));
         let record = CallRecord {
             server: self.server,
-            method: request.uri().path().to_owned(),
+            // The path shares the request's bytes: no copy per call.
+            method: request.uri().path_and_query().cloned(),
             started: Instant::now(),
             code: None,
             broken_off: broken_off.clone(),
@@ -96,7 +97,8 @@ where
 #[derive(Debug)]
 struct CallRecord {
     server: &'static str,
-    method: String,
+    /// The call's path, `/package.Service/Method`.
+    method: Option<PathAndQuery>,
     started: Instant,
     code: Option<Code>,
     /// Set when the request body fails.
@@ -106,7 +108,8 @@ struct CallRecord {
 impl CallRecord {
     fn emit(self, outcome: Outcome) {
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let (server, rpc) = (self.server, self.method.as_str());
+        let server = self.server;
+        let rpc = self.method.as_ref().map_or("", PathAndQuery::path);
         if self.broken_off.load(Ordering::Relaxed) {
             tracing::info!(
                 server,
@@ -133,17 +136,41 @@ impl CallRecord {
 }
 
 fn log_code(server: &str, rpc: &str, code: Code, latency_ms: f64) {
-    let code = format!("{code:?}");
-    match code.as_str() {
+    let name = code_name(code);
+    match code {
         // Server faults: a bug, or data at risk.
-        "Internal" | "Unknown" | "DataLoss" => {
-            tracing::error!(server, rpc, code, latency_ms, "rpc");
+        Code::Internal | Code::Unknown | Code::DataLoss => {
+            tracing::error!(server, rpc, code = name, latency_ms, "rpc");
         }
         // A dependency down or too slow, or a client calling what is not there.
-        "Unavailable" | "DeadlineExceeded" | "Unimplemented" => {
-            tracing::warn!(server, rpc, code, latency_ms, "rpc");
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unimplemented => {
+            tracing::warn!(server, rpc, code = name, latency_ms, "rpc");
         }
-        _ => tracing::info!(server, rpc, code, latency_ms, "rpc"),
+        _ => tracing::info!(server, rpc, code = name, latency_ms, "rpc"),
+    }
+}
+
+/// The name of `code` as it is spelled in the logs (its Rust name), without formatting a
+/// string on every call.
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "Ok",
+        Code::Cancelled => "Cancelled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
     }
 }
 
@@ -384,5 +411,17 @@ mod tests {
         let line = logged(false).await;
         assert!(line.contains("ERROR"), "{line}");
         assert!(line.contains("code=\"Internal\""), "{line}");
+        assert!(
+            line.contains("rpc=\"/todo.task.v1.TaskService/GetTask\""),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn every_code_is_logged_by_its_rust_name() {
+        for value in 0..=16 {
+            let code = Code::from_i32(value);
+            assert_eq!(code_name(code), format!("{code:?}"), "code {value}");
+        }
     }
 }
