@@ -17,7 +17,7 @@ use std::{
     time::Instant,
 };
 
-use http::{HeaderMap, Request, Response, uri::PathAndQuery};
+use http::{HeaderMap, HeaderName, Request, Response, uri::PathAndQuery};
 use http_body::{Body, Frame, SizeHint};
 use tonic::Code;
 use tower::{Layer, Service};
@@ -181,8 +181,11 @@ enum Outcome {
     Dropped,
 }
 
+/// A name, not a string: a name given as a string is parsed and checked on every use.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 fn grpc_code(headers: &HeaderMap) -> Option<Code> {
-    let value = headers.get("grpc-status")?.to_str().ok()?;
+    let value = headers.get(&GRPC_STATUS)?.to_str().ok()?;
     value.parse::<i32>().ok().map(Code::from_i32)
 }
 

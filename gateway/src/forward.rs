@@ -4,7 +4,8 @@
 //! Headers (the `authorization` metadata included) and `grpc-timeout` pass through; hop-by-hop
 //! headers do not; the gateway adds no identity. Unary calls without a deadline get the default
 //! one. Calls are spread round-robin over the backends the health checks find serving; a backend
-//! that is down fails fast with `UNAVAILABLE`, and one that comes back is used again.
+//! that is down fails fast with `UNAVAILABLE`, and one that comes back is used again. No call
+//! waits for a backend's answer longer than the request timeout.
 //! Before a call is forwarded: the per-address rate limit on sign-up and login, the concurrency
 //! limit (shedding the excess), and the size of the first message.
 
@@ -23,7 +24,7 @@ use std::{
 
 use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::{HeaderName, HeaderValue, Request, Response, Uri, header};
 use http_body::Body as HttpBody;
 use prost::Message;
 use todo_common::rpc_error::ErrorStatus;
@@ -46,17 +47,21 @@ const RATE_LIMITED: &[&str] = &[
 ];
 
 /// Headers that describe one connection, not the call (RFC 9110 §7.6.1), plus the ones the
-/// backend connection sets itself.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "host",
-    "content-length",
+/// backend connection sets itself. Names, not strings: a name given as a string is parsed and
+/// checked on every use.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::HOST,
+    header::CONTENT_LENGTH,
 ];
+
+/// The call's deadline (gRPC over HTTP/2).
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// HTTP/2 connections kept to each backend instance. One connection is served by one task at
 /// each end, so on a multi-core machine a single one caps the throughput of a busy backend;
@@ -146,6 +151,9 @@ pub struct Limits {
     pub default_deadline: Duration,
     /// The same as a `grpc-timeout` value.
     default_deadline_header: HeaderValue,
+    /// The longest the gateway waits for a backend's answer to any call (`--request-timeout`);
+    /// a shorter deadline of the call's wins.
+    pub request_timeout: Duration,
     /// Calls in flight.
     pub calls: Arc<Semaphore>,
     /// Sign-up and login calls per client address.
@@ -157,6 +165,7 @@ impl Limits {
     pub fn new(
         max_message_bytes: usize,
         default_deadline: Duration,
+        request_timeout: Duration,
         max_calls: u32,
         auth_calls_per_minute: u32,
     ) -> Self {
@@ -167,6 +176,7 @@ impl Limits {
             default_deadline,
             default_deadline_header: HeaderValue::from_str(&format!("{millis}m"))
                 .expect("digits and a unit"),
+            request_timeout,
             calls: Arc::new(Semaphore::new(
                 usize::try_from(max_calls).unwrap_or(usize::MAX),
             )),
@@ -362,34 +372,37 @@ impl Inner {
             read,
             _permit,
         } = self.admit(&parts, &mut body).await?;
-        let path = parts.uri.path().to_owned();
+        let streaming = self.streaming.contains(parts.uri.path());
 
-        for name in HOP_BY_HOP {
-            parts.headers.remove(*name);
+        for name in &HOP_BY_HOP {
+            parts.headers.remove(name);
         }
         parts
             .headers
             .insert(header::TE, HeaderValue::from_static("trailers"));
         // The deadline the backend is given is the one the gateway keeps to for its answer.
-        let deadline = match parts.headers.get("grpc-timeout") {
+        let deadline = match parts.headers.get(&GRPC_TIMEOUT) {
             Some(value) => grpc_timeout(value),
-            None if self.streaming.contains(&path) => None,
+            None if streaming => None,
             None => {
                 parts
                     .headers
-                    .insert("grpc-timeout", self.limits.default_deadline_header.clone());
+                    .insert(GRPC_TIMEOUT, self.limits.default_deadline_header.clone());
                 Some(self.limits.default_deadline)
             }
         };
         parts.extensions = http::Extensions::new();
         let request = Request::from_parts(parts, Body::new(RequestBody::new(read, body)));
 
+        // The wait is bounded here, for every call, and not also by the server's timeout
+        // layer: one timer per call instead of two.
+        let wait = deadline.map_or(self.limits.request_timeout, |deadline| {
+            deadline.min(self.limits.request_timeout)
+        });
+
         let instance = backend.pick();
         let sent = instance.connection().send(request);
-        let answered = match deadline {
-            Some(deadline) => tokio::time::timeout(deadline, sent).await,
-            None => Ok(sent.await),
-        };
+        let answered = tokio::time::timeout(wait, sent).await;
         match answered {
             Ok(Ok(response)) => {
                 let (parts, body) = response.into_parts();
@@ -402,7 +415,8 @@ impl Inner {
                 Code::DeadlineExceeded,
                 DOMAIN,
                 "DEADLINE_EXCEEDED",
-                "the call's deadline passed before the backend answered",
+                "the call's deadline (or the gateway's request timeout) passed before the backend \
+                 answered",
             )
             .build()),
             Ok(Err(error)) => {
@@ -487,5 +501,67 @@ mod tests {
         assert!((0..4).all(|_| backend.pick().url == "http://127.0.0.1:2"));
         backend.instances[1].healthy.store(false, Ordering::Relaxed);
         backend.pick(); // all down: still tries one rather than failing here
+    }
+
+    /// A backend that takes connections and never answers.
+    async fn silent_backend() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut connections = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                connections.push(connection);
+            }
+        });
+        (url, held)
+    }
+
+    /// The status a silent backend's call ends with through a gateway whose request timeout is
+    /// `request_timeout`, and how long it took.
+    async fn waited(
+        request_timeout: Duration,
+        method: &str,
+        grpc_timeout: Option<&'static str>,
+    ) -> (Code, Duration) {
+        let (url, _backend) = silent_backend().await;
+        let backend = Backend::new("todo.task.v1.TaskService", &[url], Duration::from_secs(5));
+        let limits = Limits::new(1 << 20, Duration::from_secs(60), request_timeout, 16, 30);
+        let mut forwarder = Forwarder::new(vec![Arc::new(backend.unwrap())], limits);
+        let mut request = Request::post(format!("/todo.task.v1.TaskService/{method}"))
+            .header(header::CONTENT_TYPE, "application/grpc");
+        if let Some(value) = grpc_timeout {
+            request = request.header(GRPC_TIMEOUT, value);
+        }
+        let started = std::time::Instant::now();
+        let response = forwarder
+            .call(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = Status::from_header_map(response.headers()).expect("a trailers-only answer");
+        (status.code(), started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn no_call_waits_for_a_backend_longer_than_the_request_timeout() {
+        let short = Duration::from_millis(200);
+        // A client deadline longer than the request timeout, none (the default deadline is a
+        // minute), and a stream, which gets no default deadline.
+        for (method, grpc_timeout) in [
+            ("GetTask", Some("10S")),
+            ("GetTask", None),
+            ("WatchTasks", None),
+        ] {
+            let (code, took) = waited(short, method, grpc_timeout).await;
+            assert_eq!(code, Code::DeadlineExceeded, "{method} {grpc_timeout:?}");
+            assert!(took >= short, "{method} {grpc_timeout:?}: {took:?}");
+            assert!(
+                took < Duration::from_secs(5),
+                "{method} {grpc_timeout:?}: {took:?}"
+            );
+        }
+        // A client deadline shorter than the request timeout wins.
+        let (code, took) = waited(Duration::from_secs(60), "GetTask", Some("200m")).await;
+        assert_eq!(code, Code::DeadlineExceeded);
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }

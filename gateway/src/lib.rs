@@ -69,6 +69,7 @@ pub async fn run(
     let limits = Limits::new(
         config.max_message_bytes,
         config.default_deadline,
+        common.request_timeout,
         config.max_concurrent_calls,
         config.auth_calls_per_minute,
     );
@@ -124,10 +125,11 @@ pub async fn run(
         browsers.clone().layer(calls.clone()).service(forwarder),
         forwarded,
     );
-    // Layer order, outermost first, as in the crate documentation.
+    // Layer order, outermost first, as in the crate documentation. No server timeout: the
+    // forwarder bounds its wait for the backends by the request timeout itself, and the
+    // gateway's own services answer at once.
     let server = Server::builder()
         .accept_http1(true)
-        .timeout(common.request_timeout)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(short_ways)
         .layer(browsers)
