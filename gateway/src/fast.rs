@@ -20,7 +20,7 @@
 use std::{
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
@@ -29,6 +29,8 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The answer of a way, boxed: the three ways answer with different types.
+type Answer<E> = Pin<Box<dyn Future<Output = Result<Response<Body>, E>> + Send>>;
 
 /// Sends calls to forwarded services along `grpc` (plain gRPC) or `web` (gRPC-web), everything
 /// else on.
@@ -55,17 +57,36 @@ impl<S, G: Clone, W: Clone> Layer<S> for FastPathLayer<G, W> {
 
     fn layer(&self, rest: S) -> Self::Service {
         FastPath {
-            rest,
-            grpc: self.grpc.clone(),
-            web: self.web.clone(),
-            services: self.services.clone(),
+            ways: Arc::new(Ways {
+                rest,
+                grpc: self.grpc.clone(),
+                web: self.web.clone(),
+                services: self.services.clone(),
+            }),
         }
     }
 }
 
 /// The service made by [`FastPathLayer`].
-#[derive(Clone, Debug)]
+///
+/// hyper clones the server's service for every request. The three ways sit behind one `Arc`,
+/// so that a request clones only the way it takes (readied, then called, as tower asks), not
+/// all three stacks.
+#[derive(Debug)]
 pub struct FastPath<S, G, W> {
+    ways: Arc<Ways<S, G, W>>,
+}
+
+impl<S, G, W> Clone for FastPath<S, G, W> {
+    fn clone(&self) -> Self {
+        Self {
+            ways: self.ways.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Ways<S, G, W> {
     rest: S,
     grpc: G,
     web: W,
@@ -80,7 +101,7 @@ enum Way {
     Rest,
 }
 
-impl<S, G, W> FastPath<S, G, W> {
+impl<S, G, W> Ways<S, G, W> {
     fn way(&self, request: &Request<Body>) -> Way {
         let forwarded = request
             .uri()
@@ -118,12 +139,19 @@ fn is_grpc(content_type: &[u8]) -> bool {
 
 impl<S, G, W, SBody, GBody, WBody> Service<Request<Body>> for FastPath<S, G, W>
 where
-    S: Service<Request<Body>, Response = Response<SBody>>,
+    S: Service<Request<Body>, Response = Response<SBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    G: Service<Request<Body>, Response = Response<GBody>, Error = S::Error>,
+    G: Service<Request<Body>, Response = Response<GBody>, Error = S::Error>
+        + Clone
+        + Send
+        + 'static,
     G::Future: Send + 'static,
-    W: Service<Request<Body>, Response = Response<WBody>, Error = S::Error>,
+    W: Service<Request<Body>, Response = Response<WBody>, Error = S::Error>
+        + Clone
+        + Send
+        + 'static,
     W::Future: Send + 'static,
+    S::Error: Send + 'static,
     SBody: http_body::Body<Data = Bytes> + Send + 'static,
     SBody::Error: Into<BoxError>,
     GBody: http_body::Body<Data = Bytes> + Send + 'static,
@@ -133,30 +161,36 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+    type Future = Answer<S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        ready!(self.rest.poll_ready(cx))?;
-        ready!(self.grpc.poll_ready(cx))?;
-        self.web.poll_ready(cx)
+    /// Always ready: each request readies the way it takes (see [`FastPath`]).
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        match self.way(&request) {
-            Way::Grpc => {
-                let answer = self.grpc.call(request);
-                Box::pin(async move { Ok(answer.await?.map(Body::new)) })
-            }
-            Way::Web => {
-                let answer = self.web.call(request);
-                Box::pin(async move { Ok(answer.await?.map(Body::new)) })
-            }
-            Way::Rest => {
-                let answer = self.rest.call(request);
-                Box::pin(async move { Ok(answer.await?.map(Body::new)) })
-            }
+        let ways = &self.ways;
+        match ways.way(&request) {
+            Way::Grpc => ready_and_call(ways.grpc.clone(), request),
+            Way::Web => ready_and_call(ways.web.clone(), request),
+            Way::Rest => ready_and_call(ways.rest.clone(), request),
         }
     }
+}
+
+/// Waits for `service` to be ready, then calls it with `request`.
+fn ready_and_call<T, TBody>(mut service: T, request: Request<Body>) -> Answer<T::Error>
+where
+    T: Service<Request<Body>, Response = Response<TBody>> + Send + 'static,
+    T::Future: Send + 'static,
+    T::Error: Send + 'static,
+    TBody: http_body::Body<Data = Bytes> + Send + 'static,
+    TBody::Error: Into<BoxError>,
+{
+    Box::pin(async move {
+        std::future::poll_fn(|cx| service.poll_ready(cx)).await?;
+        Ok(service.call(request).await?.map(Body::new))
+    })
 }
 
 #[cfg(test)]
