@@ -123,6 +123,9 @@ async fn seed(storage: &Storage, owners: &[String], count: u64) {
     }
 }
 
+/// Tasks of the user listed among many users' tasks (its label says so too).
+const CROWD_USER_TASKS: u64 = 100;
+
 /// Calls in flight while the curve is measured: one, so that each figure is the latency of a
 /// call, not of a queue.
 const WORKERS: usize = 1;
@@ -146,12 +149,12 @@ async fn latency(clients: Arc<Vec<Tasks>>, token: String) -> (f64, f64) {
     (measured.percentile_ms(50.0), measured.percentile_ms(99.0))
 }
 
-/// Measures one user's listing of `tasks` tasks.
+/// Measures the listing of a user who has `own` tasks, with `tasks` in the table.
 async fn point(
     stack: &Stack,
     database: &'static str,
     token: &str,
-    tasks: u64,
+    (tasks, own): (u64, u64),
     layout: &'static str,
 ) -> ScalePoint {
     let mut clients = Vec::new();
@@ -159,8 +162,8 @@ async fn point(
         clients.push(Tasks::connect(Path::Direct, stack.task.addr, token).await);
     }
     let clients = Arc::new(clients);
-    // The token of a page half-way down (at most 10,000 tasks in).
-    let skip = (tasks / 2).min(10_000);
+    // The token of a page half-way down the user's own tasks (at most 10,000 in).
+    let skip = (own / 2).min(10_000);
     let mut walker = clients[0].clone();
     let mut deep = String::new();
     let mut skipped = 0;
@@ -206,7 +209,7 @@ pub async fn curve(
             "{database}: seeded one user with {size} tasks in {:.1?}",
             started.elapsed()
         );
-        points.push(point(stack, database, &token, size, "one user").await);
+        points.push(point(stack, database, &token, (size, size), "one user").await);
     }
     // A user with 100 tasks among many others': the other users' tasks must not slow them.
     let others: Vec<String> = (0..max / 1000)
@@ -217,7 +220,7 @@ pub async fn curve(
     let (id, token) = auth
         .sign_up("crowd@example.com", "correct horse battery")
         .await;
-    seed(storage, &[id], 100).await;
+    seed(storage, &[id], CROWD_USER_TASKS).await;
     crate::settle(storage).await;
     println!(
         "{database}: seeded {} users with 1000 tasks each in {:.1?}",
@@ -229,7 +232,7 @@ pub async fn curve(
             stack,
             database,
             &token,
-            max,
+            (max, CROWD_USER_TASKS),
             "many users (this one has 100)",
         )
         .await,
