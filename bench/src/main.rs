@@ -1231,12 +1231,15 @@ async fn main() {
     if matches!(cli.database, Databases::Sqlite | Databases::Both) {
         let dir = std::env::temp_dir().join(format!("todo-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        run_database(&cli, "sqlite", Storage::Sqlite(dir.clone()), &mut results).await;
-        let _ = std::fs::remove_dir_all(&dir);
+        let storage = Storage::Sqlite(dir);
+        run_database(&cli, "sqlite", storage.clone(), &mut results).await;
+        storage.remove(&cli.postgres_url).await;
     }
     if matches!(cli.database, Databases::Postgres | Databases::Both) {
+        // Its databases go when it is done: with the scale curve they hold gigabytes.
         let storage = Storage::postgres(&cli.postgres_url, "bench").await;
-        run_database(&cli, "postgres", storage, &mut results).await;
+        run_database(&cli, "postgres", storage.clone(), &mut results).await;
+        storage.remove(&cli.postgres_url).await;
     }
 
     println!("\nListTasks scale curve (page of 50, one call at a time):");

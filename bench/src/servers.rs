@@ -436,4 +436,29 @@ impl Storage {
         }
         Self::Postgres(urls[0].clone(), urls[1].clone())
     }
+
+    /// Removes what the storage holds: the SQLite directory, or the two PostgreSQL databases
+    /// (through the server of `admin_url`; connections still open are ended).
+    pub async fn remove(self, admin_url: &str) {
+        match self {
+            Self::Sqlite(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Self::Postgres(auth, tasks) => {
+                use sqlx::Connection;
+                let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await else {
+                    return;
+                };
+                for url in [auth, tasks] {
+                    if let Some((_, name)) = url.rsplit_once('/') {
+                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                            .execute(&mut admin)
+                            .await;
+                    }
+                }
+                let _ = admin.close().await;
+            }
+        }
+    }
 }

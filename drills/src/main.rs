@@ -175,24 +175,7 @@ impl Ctx {
 
     /// Removes what `storage` holds.
     pub async fn clean(&self, storage: Storage) {
-        match storage {
-            Storage::Sqlite(dir) => {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            Storage::Postgres(auth, tasks) => {
-                use sqlx::Connection;
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&self.postgres_url).await {
-                    for url in [auth, tasks] {
-                        if let Some((_, name)) = url.rsplit_once('/') {
-                            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
-                                .execute(&mut admin)
-                                .await;
-                        }
-                    }
-                }
-            }
-        }
+        storage.remove(&self.postgres_url).await;
     }
 }
 
