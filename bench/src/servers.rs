@@ -446,15 +446,25 @@ impl Storage {
             }
             Self::Postgres(auth, tasks) => {
                 use sqlx::Connection;
-                let Ok(mut admin) = sqlx::PgConnection::connect(admin_url).await else {
-                    return;
+                // The names only: the URLs may hold a password.
+                let names: Vec<&str> = [&auth, &tasks]
+                    .into_iter()
+                    .filter_map(|url| Some(url.rsplit_once('/')?.1))
+                    .collect();
+                let mut admin = match sqlx::PgConnection::connect(admin_url).await {
+                    Ok(admin) => admin,
+                    Err(error) => {
+                        println!("cannot drop the databases {names:?}: {error}");
+                        return;
+                    }
                 };
-                for url in [auth, tasks] {
-                    if let Some((_, name)) = url.rsplit_once('/') {
-                        let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
-                            .execute(&mut admin)
-                            .await;
+                for name in names {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    if let Err(error) = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut admin)
+                        .await
+                    {
+                        println!("cannot drop the database {name}: {error}");
                     }
                 }
                 let _ = admin.close().await;
