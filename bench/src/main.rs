@@ -160,11 +160,17 @@ struct Light {
 /// The harness's own client.
 const RUST_CLIENT: &str = "todo-bench (Rust)";
 
+/// The task service's place in [`Stack::servers`].
+const TASK_SERVER: usize = 1;
+/// The gateway's place in [`Stack::servers`].
+const GATEWAY_SERVER: usize = 2;
+
 /// What the servers used while a scenario ran: CPU seconds of each, of the PostgreSQL server
 /// and of the `todo-passthrough` processes (only the one a scenario goes through is busy), and
 /// for how long.
 #[derive(Clone, Debug, Default)]
 struct Usage {
+    /// In the order of [`Stack::servers`]: see [`TASK_SERVER`] and [`GATEWAY_SERVER`].
     cpu_seconds: Vec<f64>,
     postgres_cpu_seconds: f64,
     passthrough_cpu_seconds: f64,
@@ -234,7 +240,7 @@ impl Usage {
         if path.is_reference() {
             Self::per_call(self.passthrough_cpu_seconds, self.elapsed, rate)
         } else {
-            self.micros_per_call(2, rate)
+            self.micros_per_call(GATEWAY_SERVER, rate)
         }
     }
 
@@ -242,7 +248,7 @@ impl Usage {
     /// service, and the PostgreSQL server (on SQLite, whatever its idle processes used).
     fn serving_micros(&self, rate: f64) -> Serving {
         Serving {
-            task: self.micros_per_call(1, rate),
+            task: self.micros_per_call(TASK_SERVER, rate),
             postgres: Self::per_call(self.postgres_cpu_seconds, self.elapsed, rate),
         }
     }
@@ -453,6 +459,12 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         ..Settings::default()
     };
     let mut stack = Stack::start(&servers::bin_dir(), &storage, &settings).await;
+    let names = stack.servers().map(|server| server.name);
+    assert_eq!(
+        (names[TASK_SERVER], names[GATEWAY_SERVER]),
+        ("task-service", "gateway"),
+        "the CPU figures read the servers by their places"
+    );
     for server in stack.servers() {
         results
             .idle_rss_mib
