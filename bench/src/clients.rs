@@ -32,16 +32,26 @@ pub enum Path {
     /// gRPC through `todo-passthrough --tcp`, which relays bytes without reading HTTP/2: what
     /// the extra hop alone costs (measuring only).
     Relay,
+    /// gRPC through nginx's `grpc_pass`, a widely deployed gRPC proxy written in C: what a
+    /// mature proxy outside this project achieves on the same machine (measuring only; when
+    /// nginx is installed).
+    Nginx,
 }
 
 impl Path {
     /// All three.
     pub const ALL: [Path; 3] = [Path::Direct, Path::Gateway, Path::GatewayWeb];
 
-    /// The ways through `todo-passthrough`, the references the gateway is measured against.
-    pub const REFERENCES: [Path; 3] = [Path::Passthrough, Path::PassthroughWeb, Path::Relay];
+    /// The ways through `todo-passthrough` and nginx, the references the gateway is measured
+    /// against.
+    pub const REFERENCES: [Path; 4] = [
+        Path::Passthrough,
+        Path::PassthroughWeb,
+        Path::Relay,
+        Path::Nginx,
+    ];
 
-    /// Whether this path goes through `todo-passthrough` rather than a server of the stack.
+    /// Whether this path goes through a reference proxy rather than a server of the stack.
     pub fn is_reference(self) -> bool {
         Self::REFERENCES.contains(&self)
     }
@@ -55,6 +65,7 @@ impl Path {
             Self::Passthrough => "pass-through gRPC",
             Self::PassthroughWeb => "pass-through web",
             Self::Relay => "byte relay gRPC",
+            Self::Nginx => "nginx gRPC",
         }
     }
 
@@ -136,9 +147,12 @@ impl Tasks {
     /// A client to `addr` over `path` sending `token`; each call makes its own connection(s).
     pub async fn connect(path: Path, addr: SocketAddr, token: &str) -> Self {
         match path {
-            Path::Direct | Path::Gateway | Path::Passthrough | Path::Relay => Self::Grpc(
-                TaskServiceClient::with_interceptor(channel(addr).await, bearer(Some(token))),
-            ),
+            Path::Direct | Path::Gateway | Path::Passthrough | Path::Relay | Path::Nginx => {
+                Self::Grpc(TaskServiceClient::with_interceptor(
+                    channel(addr).await,
+                    bearer(Some(token)),
+                ))
+            }
             Path::GatewayWeb | Path::PassthroughWeb => {
                 let (transport, origin) = web(addr);
                 Self::Web(TaskServiceClient::with_origin(
@@ -219,7 +233,7 @@ impl Auth {
     /// A client to `addr` over `path`.
     pub async fn connect(path: Path, addr: SocketAddr) -> Self {
         match path {
-            Path::Direct | Path::Gateway | Path::Passthrough | Path::Relay => {
+            Path::Direct | Path::Gateway | Path::Passthrough | Path::Relay | Path::Nginx => {
                 Self::Grpc(AuthServiceClient::new(channel(addr).await))
             }
             Path::GatewayWeb | Path::PassthroughWeb => {

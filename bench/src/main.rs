@@ -198,10 +198,10 @@ impl Reading {
         Self {
             servers: stack.servers().map(|s| s.stats()),
             postgres: servers::PostgresCpu::now(),
-            passthrough: [&stack.passthrough, &stack.relay]
+            passthrough: [&stack.passthrough, &stack.relay, &stack.nginx]
                 .into_iter()
                 .flatten()
-                .map(|p| p.stats().cpu_seconds)
+                .map(|p| p.tree_cpu_seconds())
                 .sum(),
             at: Instant::now(),
         }
@@ -427,7 +427,22 @@ fn task_addr(stack: &Stack, path: Path) -> std::net::SocketAddr {
                 .expect("todo-passthrough --tcp is started before its scenarios")
                 .addr
         }
+        Path::Nginx => {
+            stack
+                .nginx
+                .as_ref()
+                .expect("nginx is measured only once started")
+                .addr
+        }
     }
+}
+
+/// The reference paths this run measures: nginx's only where it started.
+fn references(stack: &Stack) -> Vec<Path> {
+    Path::REFERENCES
+        .into_iter()
+        .filter(|path| *path != Path::Nginx || stack.nginx.is_some())
+        .collect()
 }
 
 fn auth_addr(stack: &Stack, path: Path) -> std::net::SocketAddr {
@@ -471,6 +486,14 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             .push((database, server.name, mib(server.stats().rss_kib)));
     }
     stack.start_passthrough(&servers::bin_dir()).await;
+    let nginx_dir = cli
+        .out
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(format!("nginx-{database}"));
+    if let Err(error) = stack.start_nginx(&nginx_dir).await {
+        println!("{database}: not measuring through nginx: {error}");
+    }
     let stack = stack;
     let workers = cli.concurrency;
     let duration = cli.duration;
@@ -603,7 +626,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     // UpdateTask is measured by the harness's client alone (a load tool would send the same
     // rename of one task from every connection): it goes through the pass-through and the byte
     // relay too, for its gateway lines.
-    for path in Path::REFERENCES {
+    for path in references(&stack) {
         let readers = task_clients(&stack, path, &reader, workers).await;
         jobs.push((
             "update",
@@ -733,7 +756,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     // The gateway's paths, and the same through the bare pass-through (the floor of
     // forwarding with the gateway's libraries) and the byte relay (the hop alone), measured
     // side by side with the gateway.
-    for path in Path::ALL.into_iter().chain(Path::REFERENCES) {
+    for path in Path::ALL.into_iter().chain(references(&stack)) {
         let available = if path.is_web() {
             tools.wrk.is_some()
         } else {
@@ -1049,7 +1072,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         for (path, floors, way, at_least) in [
             (
                 Path::Gateway,
-                &[Path::Passthrough, Path::Relay][..],
+                &[Path::Passthrough, Path::Relay, Path::Nginx][..],
                 "gRPC",
                 0.75,
             ),
@@ -1071,6 +1094,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
                     let (rate, micros) = measured_by(call, *floor)?;
                     let name = match floor {
                         Path::Relay => "the byte relay",
+                        Path::Nginx => "nginx grpc_pass",
                         _ => "the bare pass-through",
                     };
                     Some(format!(

@@ -57,6 +57,28 @@ impl Server {
     }
 }
 
+impl Server {
+    /// CPU time used so far by the process and its children, seconds: nginx serves from
+    /// worker processes under its master.
+    pub fn tree_cpu_seconds(&self) -> f64 {
+        let pid = self.child.id();
+        let children: f64 = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|child| {
+                let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+                // The parent's pid is the second field after the command name.
+                let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+                (parent.parse::<u32>().ok()? == pid)
+                    .then(|| cpu_seconds(&format!("/proc/{child}/stat")))
+            })
+            .sum();
+        cpu_seconds(&format!("/proc/{pid}/stat")) + children
+    }
+}
+
 /// CPU time (user + system) of the process whose `/proc/<pid>/stat` is at `path`, seconds;
 /// 0 if it cannot be read.
 fn cpu_seconds(path: &str) -> f64 {
@@ -221,6 +243,9 @@ pub struct Stack {
     /// `todo-passthrough --tcp` in front of the task service, started with the other: the
     /// cost of the hop alone, with no HTTP/2 read.
     pub relay: Option<Server>,
+    /// nginx's `grpc_pass` in front of the task service, once started
+    /// ([`Stack::start_nginx`]): a mature proxy from outside the project.
+    pub nginx: Option<Server>,
 }
 
 /// Where the services keep their data.
@@ -357,6 +382,7 @@ impl Stack {
             gateway: server("gateway", gateway_addr, gateway_args),
             passthrough: None,
             relay: None,
+            nginx: None,
         };
         wait_serving(&stack.auth, "todo.auth.v1.AuthService").await;
         wait_serving(&stack.task, "todo.task.v1.TaskService").await;
@@ -375,6 +401,70 @@ impl Stack {
         let task = self.task.addr.to_string();
         self.passthrough = Some(spawn_passthrough(bin_dir, "passthrough", &[], &task).await);
         self.relay = Some(spawn_passthrough(bin_dir, "relay", &["--tcp"], &task).await);
+    }
+}
+
+impl Stack {
+    /// Starts nginx (found on `PATH` or in `/usr/sbin`) in front of the task service with
+    /// `grpc_pass`, configured in `dir`, and waits until it accepts connections; why not, if
+    /// it cannot.
+    ///
+    /// As many workers as cores (the gateway runs as many threads), kept-alive HTTP/2
+    /// connections to the backend, and no request or idle limit on the connections of the
+    /// load tools, which do not reconnect. No access log: the gateway's log line is off at the
+    /// level the benchmark runs it with.
+    pub async fn start_nginx(&mut self, dir: &Path) -> Result<(), String> {
+        let nginx = std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|dir| dir.join("nginx"))
+            .find(|candidate| candidate.is_file())
+            .ok_or("nginx is not installed (bench/run.sh installs it)")?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let addr = free_addr();
+        let config = format!(
+            "worker_processes auto;
+daemon off;
+pid nginx.pid;
+error_log error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 1h;
+    upstream task {{
+        server {task};
+        keepalive 64;
+        keepalive_requests 100000000;
+        keepalive_timeout 1h;
+    }}
+    server {{
+        listen {addr} http2;
+        location / {{
+            grpc_pass grpc://task;
+        }}
+    }}
+}}
+",
+            task = self.task.addr,
+        );
+        let file = dir.join("nginx.conf");
+        std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
+        let prefix = format!("{}/", dir.display());
+        let args = args(&["-p", &prefix, "-e", "error.log", "-c", "nginx.conf"]);
+        let server = Server::spawn(nginx, "nginx", addr, args, Some(dir.join("stderr.log")));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+                return Err(format!("nginx does not listen on {addr}: {}", log.trim()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.nginx = Some(server);
+        Ok(())
     }
 }
 
@@ -470,5 +560,31 @@ impl Storage {
                 let _ = admin.close().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process whose work is done by a child of its own, as nginx's is by its workers.
+    #[test]
+    fn tree_cpu_counts_the_children() {
+        let server = Server::spawn(
+            PathBuf::from("sh"),
+            "parent",
+            free_addr(),
+            // The child counts on its own and ends, whatever becomes of its parent.
+            args(&[
+                "-c",
+                "sh -c 'i=0; while [ $i -lt 500000 ]; do i=$((i+1)); done' & wait",
+            ]),
+            None,
+        );
+        std::thread::sleep(Duration::from_millis(700));
+        let own = server.stats().cpu_seconds;
+        let tree = server.tree_cpu_seconds();
+        assert!(own < 0.1, "the shell itself only waits: {own} s");
+        assert!(tree >= own + 0.2, "the child's CPU is counted: {tree} s");
     }
 }
