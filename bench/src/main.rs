@@ -94,7 +94,8 @@ struct Row {
     cpu_cores: Vec<(&'static str, f64)>,
     /// The same for the PostgreSQL server (all its processes), on PostgreSQL.
     postgres_cpu_cores: Option<f64>,
-    /// The same for `todo-passthrough` (either mode), in its rows.
+    /// The same for the reference proxy (`todo-passthrough` in either mode, or nginx with its
+    /// workers), in its rows.
     passthrough_cpu_cores: Option<f64>,
     /// RSS of each server at the end, MiB.
     rss_mib: Vec<(&'static str, f64)>,
@@ -166,8 +167,8 @@ const TASK_SERVER: usize = 1;
 const GATEWAY_SERVER: usize = 2;
 
 /// What the servers used while a scenario ran: CPU seconds of each, of the PostgreSQL server
-/// and of the `todo-passthrough` processes (only the one a scenario goes through is busy), and
-/// for how long.
+/// and of the reference proxies (`todo-passthrough` in both modes and nginx: only the one a
+/// scenario goes through is busy), and for how long.
 #[derive(Clone, Debug, Default)]
 struct Usage {
     /// In the order of [`Stack::servers`]: see [`TASK_SERVER`] and [`GATEWAY_SERVER`].
@@ -184,8 +185,8 @@ struct Serving {
     postgres: f64,
 }
 
-/// CPU readings at one moment: of each server, of the PostgreSQL server and of
-/// `todo-passthrough`.
+/// CPU readings at one moment: of each server, of the PostgreSQL server and of the reference
+/// proxies.
 struct Reading {
     servers: [ProcStats; 3],
     postgres: servers::PostgresCpu,
@@ -235,7 +236,7 @@ impl Usage {
     }
 
     /// CPU microseconds per call at `rate` of what forwarded the calls on `path`: the gateway,
-    /// or `todo-passthrough` on its paths.
+    /// or the reference proxy on its paths.
     fn forwarding_micros(&self, path: Path, rate: f64) -> f64 {
         if path.is_reference() {
             Self::per_call(self.passthrough_cpu_seconds, self.elapsed, rate)
@@ -624,8 +625,8 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         }));
     }
     // UpdateTask is measured by the harness's client alone (a load tool would send the same
-    // rename of one task from every connection): it goes through the pass-through and the byte
-    // relay too, for its gateway lines.
+    // rename of one task from every connection): it goes through the reference proxies too,
+    // for its gateway lines.
     for path in references(&stack) {
         let readers = task_clients(&stack, path, &reader, workers).await;
         jobs.push((
@@ -754,8 +755,8 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         ));
     }
     // The gateway's paths, and the same through the bare pass-through (the floor of
-    // forwarding with the gateway's libraries) and the byte relay (the hop alone), measured
-    // side by side with the gateway.
+    // forwarding with the gateway's libraries), the byte relay (the hop alone) and nginx (a
+    // widely deployed proxy), measured side by side with the gateway.
     for path in Path::ALL.into_iter().chain(references(&stack)) {
         let available = if path.is_web() {
             tools.wrk.is_some()
@@ -1085,9 +1086,10 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         ] {
             let (through, by) = rate(call, path);
             let share = ratio(through, direct);
-            // The same call through the bare pass-through and the byte relay, measured as the
-            // line is (by the tools where they measured it): how close forwarding with these
-            // libraries, and a hop that reads no HTTP/2 at all, come on this machine.
+            // The same call through the bare pass-through, the byte relay and nginx, measured as
+            // the line is (by the tools where they measured it): how close forwarding with these
+            // libraries, a hop that reads no HTTP/2 at all, and a mature proxy come on this
+            // machine.
             let floor: String = floors
                 .iter()
                 .filter_map(|floor| {
