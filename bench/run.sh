@@ -2,7 +2,8 @@
 # The benchmark, from a fresh machine: installs the independent load tools (h2load from
 # nghttp2-client, wrk) and nginx (a reference proxy for the gateway's lines) when they are
 # missing, starts the local PostgreSQL when it is not running, builds the release binaries and
-# runs todo-bench with the arguments given (default: both databases). See `target/release/todo-bench --help`.
+# runs todo-bench with the arguments given (default: both databases). See
+# `target/release/todo-bench --help`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
