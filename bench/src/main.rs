@@ -487,12 +487,17 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             .push((database, server.name, mib(server.stats().rss_kib)));
     }
     stack.start_passthrough(&servers::bin_dir()).await;
+    let tools = Tools::find();
     let nginx_dir = cli
         .out
         .parent()
         .unwrap_or(std::path::Path::new("."))
         .join(format!("nginx-{database}"));
-    if let Err(error) = stack.start_nginx(&nginx_dir).await {
+    let nginx = match &tools.nginx {
+        Some(nginx) => stack.start_nginx(nginx, &nginx_dir).await,
+        None => Err("nginx is not installed (bench/run.sh installs it)".to_owned()),
+    };
+    if let Err(error) = nginx {
         println!("{database}: not measuring through nginx: {error}");
     }
     let stack = stack;
@@ -567,7 +572,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     let mut rates = std::collections::HashMap::new();
     rates.insert(("health", Path::Direct), health.rate());
     let mut p99s = std::collections::HashMap::new();
-    // CPU microseconds of the gateway (or the pass-through, on its paths) per call.
+    // CPU microseconds of the gateway (or the reference proxy, on its paths) per call.
     let mut gateway_micros = std::collections::HashMap::new();
 
     // The harness's own scenarios: every scenario over every path in turn, round after round,
@@ -673,7 +678,6 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     // The single-call scenarios again, from independent load tools: h2load for gRPC, wrk for
     // gRPC-web.
     settle(&storage).await;
-    let tools = Tools::find();
     if tools.h2load.is_none() || tools.wrk.is_none() {
         println!(
             "{database}: h2load or wrk is not installed: skipping their runs (bench/run.sh installs them)"
@@ -809,7 +813,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
     }
     let mut tool_rates = std::collections::HashMap::new();
     let mut tool_p99s = std::collections::HashMap::new();
-    // CPU microseconds of the gateway (or the pass-through, on its paths) per call.
+    // CPU microseconds of the gateway (or the reference proxy, on its paths) per call.
     let mut tool_gateway_micros = std::collections::HashMap::new();
     // CPU microseconds per call of the task service and PostgreSQL, for the calls sent direct.
     let mut tool_serving_micros = std::collections::HashMap::new();

@@ -52,40 +52,53 @@ impl Server {
         ProcStats {
             rss_kib: kib("VmRSS:"),
             peak_rss_kib: kib("VmHWM:"),
-            cpu_seconds: cpu_seconds(&format!("/proc/{pid}/stat")),
+            cpu_seconds: cpu_seconds(pid),
         }
     }
-}
 
-impl Server {
     /// CPU time used so far by the process and its children, seconds: nginx serves from
     /// worker processes under its master.
     pub fn tree_cpu_seconds(&self) -> f64 {
         let pid = self.child.id();
-        let children: f64 = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        let children: f64 = pids()
             .filter_map(|child| {
                 let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+                let fields = stat_fields(&stat);
                 // The parent's pid is the second field after the command name.
-                let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
-                (parent.parse::<u32>().ok()? == pid)
-                    .then(|| cpu_seconds(&format!("/proc/{child}/stat")))
+                (fields.get(1)?.parse::<u32>().ok()? == pid).then(|| stat_cpu_seconds(&fields))
             })
             .sum();
-        cpu_seconds(&format!("/proc/{pid}/stat")) + children
+        cpu_seconds(pid) + children
     }
 }
 
-/// CPU time (user + system) of the process whose `/proc/<pid>/stat` is at `path`, seconds;
-/// 0 if it cannot be read.
-fn cpu_seconds(path: &str) -> f64 {
-    let stat = std::fs::read_to_string(path).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is the 14th field overall.
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
+/// The processes on this machine, by pid.
+fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+}
+
+/// The fields of a `/proc/<pid>/stat` after the command name (which may hold spaces): the
+/// state first, then the parent's pid.
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect()
+}
+
+/// CPU time (user + system) of the process `pid`, seconds; 0 if it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&stat_fields(&stat))
+}
+
+/// CPU time (user + system) in a process's [`stat_fields`], seconds; 0 where missing.
+fn stat_cpu_seconds(fields: &[&str]) -> f64 {
+    // utime and stime are the 14th and 15th fields overall.
     let ticks = |index: usize| {
         fields
             .get(index)
@@ -104,17 +117,11 @@ pub struct PostgresCpu(std::collections::HashMap<u32, f64>);
 impl PostgresCpu {
     /// The readings now.
     pub fn now() -> Self {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Self::default();
-        };
         Self(
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|entry| {
-                    let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
-                    let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-                    (comm.trim() == "postgres")
-                        .then(|| (pid, cpu_seconds(&format!("/proc/{pid}/stat"))))
+            pids()
+                .filter_map(|pid| {
+                    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+                    (comm.trim() == "postgres").then(|| (pid, cpu_seconds(pid)))
                 })
                 .collect(),
         )
@@ -402,26 +409,15 @@ impl Stack {
         self.passthrough = Some(spawn_passthrough(bin_dir, "passthrough", &[], &task).await);
         self.relay = Some(spawn_passthrough(bin_dir, "relay", &["--tcp"], &task).await);
     }
-}
 
-impl Stack {
-    /// Starts nginx (found on `PATH` or in `/usr/sbin`) in front of the task service with
-    /// `grpc_pass`, configured in `dir`, and waits until it accepts connections; why not, if
-    /// it cannot.
+    /// Starts `nginx` (the binary) in front of the task service with `grpc_pass`, configured
+    /// in `dir`, and waits until it accepts connections; why not, if it cannot.
     ///
     /// As many workers as cores (the gateway runs as many threads), kept-alive HTTP/2
     /// connections to the backend, and no request or idle limit on the connections of the
     /// load tools, which do not reconnect. No access log: the gateway's log line is off at the
     /// level the benchmark runs it with.
-    pub async fn start_nginx(&mut self, dir: &Path) -> Result<(), String> {
-        let nginx = std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .chain([PathBuf::from("/usr/sbin")])
-            .map(|dir| dir.join("nginx"))
-            .find(|candidate| candidate.is_file())
-            .ok_or("nginx is not installed (bench/run.sh installs it)")?;
+    pub async fn start_nginx(&mut self, nginx: &Path, dir: &Path) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let addr = free_addr();
         let config = format!(
@@ -454,7 +450,13 @@ http {{
         std::fs::write(&file, config).map_err(|e| format!("{}: {e}", file.display()))?;
         let prefix = format!("{}/", dir.display());
         let args = args(&["-p", &prefix, "-e", "error.log", "-c", "nginx.conf"]);
-        let server = Server::spawn(nginx, "nginx", addr, args, Some(dir.join("stderr.log")));
+        let server = Server::spawn(
+            nginx.to_path_buf(),
+            "nginx",
+            addr,
+            args,
+            Some(dir.join("stderr.log")),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             if Instant::now() >= deadline {

@@ -54,10 +54,13 @@ pub struct Tools {
     pub h2load: Option<PathBuf>,
     /// `wrk`.
     pub wrk: Option<PathBuf>,
+    /// `nginx`, the gateway's reference proxy (on `PATH`, or where Debian puts it).
+    pub nginx: Option<PathBuf>,
 }
 
 impl Tools {
-    /// Looks the tools up on `PATH`.
+    /// Looks the tools up on `PATH` (nginx also in `/usr/sbin`, which is not on every
+    /// user's).
     pub fn find() -> Self {
         let on_path = |name: &str| {
             std::env::var_os("PATH").and_then(|paths| {
@@ -69,6 +72,8 @@ impl Tools {
         Self {
             h2load: on_path("h2load"),
             wrk: on_path("wrk"),
+            nginx: on_path("nginx")
+                .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|path| path.is_file())),
         }
     }
 }
