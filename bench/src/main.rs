@@ -97,6 +97,9 @@ struct Row {
     /// The same for the reference proxy (`todo-passthrough` in either mode, or nginx with its
     /// workers), in its rows.
     passthrough_cpu_cores: Option<f64>,
+    /// The same for the whole machine (every core's busy time, the load tool's and the
+    /// kernel's included), from `/proc/stat`.
+    machine_cpu_cores: f64,
     /// RSS of each server at the end, MiB.
     rss_mib: Vec<(&'static str, f64)>,
 }
@@ -175,7 +178,26 @@ struct Usage {
     cpu_seconds: Vec<f64>,
     postgres_cpu_seconds: f64,
     passthrough_cpu_seconds: f64,
+    /// Every core's busy time ([`servers::machine_busy_seconds`]).
+    machine_cpu_seconds: f64,
     elapsed: f64,
+}
+
+/// CPU microseconds per call of what forwarded the calls on a path (the gateway, or the
+/// reference proxy on its paths), and of the whole machine.
+#[derive(Clone, Copy, Debug)]
+struct PerCall {
+    forwarding: f64,
+    machine: f64,
+}
+
+impl PerCall {
+    /// The CPU per call that forwarding may take for calls forwarded so to reach `at_least`
+    /// of `direct` calls/s on `cores` cores, all of them busy, if everything else (the load
+    /// tool, the backend, the kernel) costs per call what it did here.
+    fn forwarding_budget(&self, cores: f64, direct: f64, at_least: f64) -> f64 {
+        1e6 * cores / (at_least * direct) - (self.machine - self.forwarding)
+    }
 }
 
 /// CPU microseconds per call spent serving the calls sent direct to the task service.
@@ -191,6 +213,7 @@ struct Reading {
     servers: [ProcStats; 3],
     postgres: servers::PostgresCpu,
     passthrough: f64,
+    machine: f64,
     at: Instant,
 }
 
@@ -204,6 +227,7 @@ impl Reading {
                 .flatten()
                 .map(|p| p.tree_cpu_seconds())
                 .sum(),
+            machine: servers::machine_busy_seconds(),
             at: Instant::now(),
         }
     }
@@ -223,6 +247,7 @@ impl Usage {
         }
         self.postgres_cpu_seconds += after.postgres.since(&before.postgres);
         self.passthrough_cpu_seconds += after.passthrough - before.passthrough;
+        self.machine_cpu_seconds += after.machine - before.machine;
         self.elapsed += (after.at - before.at).as_secs_f64();
     }
 
@@ -235,13 +260,16 @@ impl Usage {
         )
     }
 
-    /// CPU microseconds per call at `rate` of what forwarded the calls on `path`: the gateway,
-    /// or the reference proxy on its paths.
-    fn forwarding_micros(&self, path: Path, rate: f64) -> f64 {
-        if path.is_reference() {
-            Self::per_call(self.passthrough_cpu_seconds, self.elapsed, rate)
-        } else {
-            self.micros_per_call(GATEWAY_SERVER, rate)
+    /// CPU microseconds per call at `rate` of what forwarded the calls on `path` (the
+    /// gateway, or the reference proxy on its paths), and of the whole machine.
+    fn forwarding_micros(&self, path: Path, rate: f64) -> PerCall {
+        PerCall {
+            forwarding: if path.is_reference() {
+                Self::per_call(self.passthrough_cpu_seconds, self.elapsed, rate)
+            } else {
+                self.micros_per_call(GATEWAY_SERVER, rate)
+            },
+            machine: Self::per_call(self.machine_cpu_seconds, self.elapsed, rate),
         }
     }
 
@@ -327,6 +355,7 @@ fn push_row(
         passthrough_cpu_cores: path
             .is_reference()
             .then(|| usage.passthrough_cpu_seconds / usage.elapsed.max(1e-9)),
+        machine_cpu_cores: usage.machine_cpu_seconds / usage.elapsed.max(1e-9),
         rss_mib: names
             .iter()
             .zip(stack.servers())
@@ -350,6 +379,7 @@ fn push_row(
             .map(|(n, c)| format!("{}={c:.2}", &n[..4]))
             .chain(row.postgres_cpu_cores.map(|c| format!("pg={c:.2}")))
             .chain(row.passthrough_cpu_cores.map(|c| format!("pass={c:.2}")))
+            .chain([format!("all={:.2}", row.machine_cpu_cores)])
             .collect::<Vec<_>>()
             .join(" "),
         row.rss_mib
@@ -1014,6 +1044,22 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         None => (p99s[&(call, path)], "todo-bench"),
     };
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    // What a forwarding line allows the proxy per call: see `PerCall::forwarding_budget`.
+    let allows = |spent: PerCall, direct: f64, at_least: f64| {
+        if direct <= 0.0 || spent.machine <= 0.0 {
+            return String::new();
+        }
+        let budget = spent.forwarding_budget(cores, direct, at_least);
+        format!(
+            " ({:.0}% allows {} with all {cores:.0} cores busy)",
+            100.0 * at_least,
+            if budget > 0.0 {
+                format!("{budget:.0}")
+            } else {
+                "none".to_owned()
+            }
+        )
+    };
     // The rate and the forwarding CPU per call of a call on a path, from the same source as
     // `rate`.
     let measured_by = |call: &'static str, path: Path| {
@@ -1097,27 +1143,33 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             let floor: String = floors
                 .iter()
                 .filter_map(|floor| {
-                    let (rate, micros) = measured_by(call, *floor)?;
+                    let (rate, spent) = measured_by(call, *floor)?;
                     let name = match floor {
                         Path::Relay => "the byte relay",
                         Path::Nginx => "nginx grpc_pass",
                         _ => "the bare pass-through",
                     };
                     Some(format!(
-                        "; {name}: {:.0}%, {micros:.0} us per call",
-                        100.0 * ratio(rate, direct)
+                        "; {name}: {:.0}%, {:.0} us per call{}",
+                        100.0 * ratio(rate, direct),
+                        spent.forwarding,
+                        allows(spent, direct, at_least)
                     ))
                 })
                 .collect();
-            // What the gateway spent per forwarded call, against answering an empty call
-            // itself (one exchange with a client where forwarding is two).
+            // What the gateway spent per forwarded call, against what the line allows it and
+            // against answering an empty call itself (one exchange with a client where
+            // forwarding is two).
             let cost = match (
-                measured_by(call, path).map(|(_, micros)| micros),
+                measured_by(call, path).map(|(_, spent)| spent),
                 tool_gateway_micros.get(&("gateway-health", Path::Gateway)),
             ) {
-                (Some(forwarded), Some(own)) if *own > 0.0 => format!(
-                    "; gateway CPU {forwarded:.0} us per call, {:.1}x the {own:.0} us of answering an empty call itself",
-                    forwarded / own
+                (Some(spent), Some(own)) if own.forwarding > 0.0 => format!(
+                    "; gateway CPU {:.0} us per call{}, {:.1}x the {:.0} us of answering an empty call itself",
+                    spent.forwarding,
+                    allows(spent, direct, at_least),
+                    spent.forwarding / own.forwarding,
+                    own.forwarding,
                 ),
                 _ => String::new(),
             };
@@ -1330,21 +1382,38 @@ mod tests {
             cpu_seconds: vec![0.1, 1.0, 0.6],
             postgres_cpu_seconds: 0.4,
             passthrough_cpu_seconds: 0.8,
+            machine_cpu_seconds: 3.6,
             elapsed: 2.0,
         };
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
         let served = usage.serving_micros(10_000.0);
         assert!(close(served.task, 50.0), "{served:?}");
         assert!(close(served.postgres, 20.0), "{served:?}");
-        assert!(close(
-            usage.forwarding_micros(Path::Gateway, 10_000.0),
-            30.0
-        ));
-        assert!(close(
-            usage.forwarding_micros(Path::Passthrough, 10_000.0),
-            40.0
-        ));
+        let gateway = usage.forwarding_micros(Path::Gateway, 10_000.0);
+        assert!(close(gateway.forwarding, 30.0), "{gateway:?}");
+        assert!(close(gateway.machine, 180.0), "{gateway:?}");
+        let passthrough = usage.forwarding_micros(Path::Passthrough, 10_000.0);
+        assert!(close(passthrough.forwarding, 40.0), "{passthrough:?}");
+        assert!(close(passthrough.machine, 180.0), "{passthrough:?}");
         // No calls: no figure rather than a division by zero.
         assert_eq!(usage.serving_micros(0.0).task, 0.0);
+    }
+
+    #[test]
+    fn forwarding_budget_is_what_the_cores_leave_after_everything_else() {
+        // 20,000 calls/s direct; through a proxy, 180 us of the machine per call, 60 of them
+        // the proxy's own. 75% of direct is 15,000/s: 2 cores give each of those calls
+        // 133.3 us, and the rest (120 us) leaves the proxy 13.3 us.
+        let spent = PerCall {
+            forwarding: 60.0,
+            machine: 180.0,
+        };
+        let budget = spent.forwarding_budget(2.0, 20_000.0, 0.75);
+        assert!((budget - (2e6 / 15_000.0 - 120.0)).abs() < 1e-9, "{budget}");
+        // At 50%, 10,000/s: 200 us per call, 80 of them the proxy's.
+        assert!((spent.forwarding_budget(2.0, 20_000.0, 0.5) - 80.0).abs() < 1e-9);
+        // A proxy's cost already within the budget is one that reaches the share with every
+        // core busy: the same figures at 40% (8,000/s) allow 130 us, more than the 60 spent.
+        assert!(spent.forwarding_budget(2.0, 20_000.0, 0.4) > spent.forwarding);
     }
 }

@@ -72,6 +72,33 @@ impl Server {
     }
 }
 
+/// CPU time the machine's cores have spent at work so far, summed over the cores, seconds:
+/// user, nice, system, irq and softirq time, not idle time, waiting for I/O or time taken by
+/// the hypervisor. Everything on the machine is in it: the servers, the load tool, the kernel's
+/// network work.
+pub fn machine_busy_seconds() -> f64 {
+    busy_seconds(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+/// The busy time in the `cpu` line (all cores) of `/proc/stat`'s text, seconds.
+fn busy_seconds(stat: &str) -> f64 {
+    let Some(line) = stat.lines().find(|line| line.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user, nice, system, idle, iowait, irq, softirq, steal, ...: the 1st to 3rd, 6th and 7th.
+    let busy: u64 = [0, 1, 2, 5, 6]
+        .iter()
+        .filter_map(|&index| ticks.get(index))
+        .sum();
+    // In clock ticks of 1/100 s (USER_HZ), as a process's times are.
+    busy as f64 / 100.0
+}
+
 /// The processes on this machine, by pid.
 fn pids() -> impl Iterator<Item = u32> {
     std::fs::read_dir("/proc")
@@ -568,6 +595,23 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_machine_s_busy_time_leaves_out_idle_io_waits_and_stolen_time() {
+        let stat = "cpu  300 7 60 9000 800 5 20 400 0 0\n\
+                    cpu0 150 7 30 4500 400 5 10 200 0 0\n\
+                    intr 12345\n";
+        // user 300 + nice 7 + system 60 + irq 5 + softirq 20 ticks.
+        assert!((busy_seconds(stat) - 3.92).abs() < 1e-9);
+        assert_eq!(busy_seconds("intr 1\n"), 0.0);
+        // This machine's own figure grows as its cores work.
+        let before = machine_busy_seconds();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(100) {
+            std::hint::black_box(start.elapsed());
+        }
+        assert!(machine_busy_seconds() > before);
+    }
 
     /// A process whose work is done by a child of its own, as nginx's is by its workers.
     #[test]
