@@ -192,9 +192,9 @@ struct PerCall {
 }
 
 impl PerCall {
-    /// The CPU per call that forwarding may take for calls forwarded so to reach `at_least`
-    /// of `direct` calls/s on `cores` cores, all of them busy, if everything else (the load
-    /// tool, the backend, the kernel) costs per call what it did here.
+    /// The CPU per call the proxy may spend for its calls to reach `at_least` of `direct`
+    /// calls/s on `cores` cores, all of them busy, if everything else (the load tool, the
+    /// backend, the kernel) costs per call what it did through the proxy.
     fn forwarding_budget(&self, cores: f64, direct: f64, at_least: f64) -> f64 {
         1e6 * cores / (at_least * direct) - (self.machine - self.forwarding)
     }
