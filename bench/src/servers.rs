@@ -72,6 +72,10 @@ impl Server {
     }
 }
 
+/// Clock ticks per second in which Linux reports CPU time, in `/proc/stat` and in a process's
+/// `stat` alike (USER_HZ).
+const USER_HZ: f64 = 100.0;
+
 /// CPU time the machine's cores have spent at work so far, summed over the cores, seconds:
 /// user, nice, system, irq and softirq time, not idle time, waiting for I/O or time taken by
 /// the hypervisor. Everything on the machine is in it: the servers, the load tool, the kernel's
@@ -95,8 +99,7 @@ fn busy_seconds(stat: &str) -> f64 {
         .iter()
         .filter_map(|&index| ticks.get(index))
         .sum();
-    // In clock ticks of 1/100 s (USER_HZ), as a process's times are.
-    busy as f64 / 100.0
+    busy as f64 / USER_HZ
 }
 
 /// The processes on this machine, by pid.
@@ -132,8 +135,7 @@ fn stat_cpu_seconds(fields: &[&str]) -> f64 {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    // Linux reports CPU time in clock ticks of 1/100 s (USER_HZ).
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    (ticks(11) + ticks(12)) as f64 / USER_HZ
 }
 
 /// CPU time used so far by each process of a PostgreSQL server on this machine (named
@@ -620,16 +622,30 @@ mod tests {
             PathBuf::from("sh"),
             "parent",
             free_addr(),
-            // The child counts on its own and ends, whatever becomes of its parent.
+            // The child counts on its own for seconds and ends, whatever becomes of its
+            // parent; the test ends it sooner.
             args(&[
                 "-c",
-                "sh -c 'i=0; while [ $i -lt 500000 ]; do i=$((i+1)); done' & wait",
+                "sh -c 'i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done' & wait",
             ]),
             None,
         );
-        std::thread::sleep(Duration::from_millis(700));
-        let own = server.stats().cpu_seconds;
-        let tree = server.tree_cpu_seconds();
+        // Until the child has worked a while: on a loaded machine it may start late.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mut own, mut tree) = (0.0, 0.0);
+        while Instant::now() < deadline && tree < own + 0.2 {
+            std::thread::sleep(Duration::from_millis(100));
+            own = server.stats().cpu_seconds;
+            tree = server.tree_cpu_seconds();
+        }
+        for child in pids().filter(|&pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat_fields(&stat).get(1) == Some(&server.pid().to_string().as_str())
+        }) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &child.to_string()])
+                .status();
+        }
         assert!(own < 0.1, "the shell itself only waits: {own} s");
         assert!(tree >= own + 0.2, "the child's CPU is counted: {tree} s");
     }
