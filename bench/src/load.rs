@@ -132,7 +132,10 @@ where
 /// With [`Turns::Yield`] each loop also gives up its core at every turn (`sched_yield`), which
 /// a password hash, one long library call, cannot do. The two controls side by side tell a
 /// tail lengthened by cores kept busy from one lengthened by a kernel that lets a woken thread
-/// wait for the busy one's time slice rather than preempt it at once.
+/// wait for the busy one's time slice rather than preempt it at once. With [`Turns::Sweep`]
+/// each loop works through as much memory as a password hash does, as a hash does: what it
+/// adds to the tail over [`Turns::Spin`] is what the hash's use of the caches and the memory
+/// bus costs the other threads, which no priority can spare them.
 #[derive(Debug)]
 pub struct IdleSpinners {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -146,6 +149,34 @@ pub enum Turns {
     Spin,
     /// Counts and yields its core.
     Yield,
+    /// Mixes [`SWEPT_BYTES`] of memory, block by block, each block with one read from an
+    /// index the last block gives (as Argon2's passes go over their memory).
+    Sweep,
+}
+
+/// The memory a password hash works in: the auth service's Argon2id cost (19 MiB).
+pub const SWEPT_BYTES: usize = 19 * 1024 * 1024;
+
+/// One pass of a [`Turns::Sweep`] loop over `memory`, in blocks of 128 words (1 KiB), or
+/// until `stop`.
+fn sweep(memory: &mut [u64], stop: &std::sync::atomic::AtomicBool) {
+    const BLOCK: usize = 128;
+    let blocks = memory.len() / BLOCK;
+    for block in 1..blocks {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let (done, rest) = memory.split_at_mut(block * BLOCK);
+        let previous = &done[(block - 1) * BLOCK..];
+        let other = usize::try_from(previous[0] % block as u64).unwrap_or(0) * BLOCK;
+        let reference = &done[other..other + BLOCK];
+        let current = &mut rest[..BLOCK];
+        for ((word, before), referred) in current.iter_mut().zip(previous).zip(reference) {
+            *word = word
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(before ^ referred);
+        }
+    }
 }
 
 impl IdleSpinners {
@@ -168,11 +199,17 @@ impl IdleSpinners {
                     let _ = thread_priority::set_current_thread_priority(
                         thread_priority::ThreadPriority::Min,
                     );
+                    let mut memory = match turns {
+                        Turns::Sweep => (0..SWEPT_BYTES / 8).map(|i| i as u64).collect(),
+                        Turns::Spin | Turns::Yield => Vec::new(),
+                    };
                     let mut n = 0_u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         n = std::hint::black_box(n.wrapping_add(1));
-                        if turns == Turns::Yield {
-                            std::thread::yield_now();
+                        match turns {
+                            Turns::Spin => {}
+                            Turns::Yield => std::thread::yield_now(),
+                            Turns::Sweep => sweep(std::hint::black_box(&mut memory), &stop),
                         }
                     }
                 })

@@ -1013,6 +1013,14 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         tokio::time::sleep(Duration::from_millis(500)).await;
         phase(results, "idle-priority busy loops that yield").await
     };
+    // The third control's loops work through a hash's memory as a hash does: if its tail is
+    // the flood's and the first's is not, the flood's extra is the hashes' use of the caches
+    // and the memory bus, which the other threads share whatever their priority.
+    let sweeping = {
+        let _spinners = IdleSpinners::start(cores, Turns::Sweep);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        phase(results, "idle-priority loops sweeping 19 MiB").await
+    };
 
     // The scale curve.
     let points = scale::curve(&stack, database, &storage, cli.scale_max).await;
@@ -1198,13 +1206,14 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             p99 <= 10.0,
         );
     }
-    for (label, idle, busy, control, yielding) in [
+    for (label, idle, busy, control, yielding, sweeping) in [
         (
             "VerifyToken",
             &idle.verify,
             &busy.verify,
             &control.verify,
             &yielding.verify,
+            &sweeping.verify,
         ),
         (
             "ListTasks",
@@ -1212,19 +1221,28 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
             &busy.list,
             &control.list,
             &yielding.list,
+            &sweeping.list,
         ),
     ] {
         let (idle_rust, busy_rust) = (idle.rust, busy.rust);
-        let (control_rust, yielding_rust) = (control.rust, yielding.rust);
+        let (control_rust, yielding_rust, sweeping_rust) =
+            (control.rust, yielding.rust, sweeping.rust);
         let mut measured = format!(
-            "todo-bench: {busy_rust:.2} ms vs {idle_rust:.2} ms idle, {control_rust:.2} ms beside idle-priority busy loops and no logins, {yielding_rust:.2} ms beside loops that yield"
+            "todo-bench: {busy_rust:.2} ms vs {idle_rust:.2} ms idle, {control_rust:.2} ms beside idle-priority busy loops and no logins, {yielding_rust:.2} ms beside loops that yield, {sweeping_rust:.2} ms beside loops sweeping a hash's memory"
         );
         // As everywhere, h2load's figures where it measured: a single-threaded client, not
         // itself slowed by waiting for the cores, so that the tail is the servers'.
-        let (idle, busy) = match (idle.tool, busy.tool, control.tool, yielding.tool) {
-            (Some(idle), Some(busy), Some(control), Some(yielding)) => {
+        let tools = (
+            idle.tool,
+            busy.tool,
+            control.tool,
+            yielding.tool,
+            sweeping.tool,
+        );
+        let (idle, busy) = match tools {
+            (Some(idle), Some(busy), Some(control), Some(yielding), Some(sweeping)) => {
                 measured = format!(
-                    "h2load: {busy:.2} ms vs {idle:.2} ms idle, {control:.2} ms beside busy loops, {yielding:.2} ms beside loops that yield; {measured}"
+                    "h2load: {busy:.2} ms vs {idle:.2} ms idle, {control:.2} ms beside busy loops, {yielding:.2} ms beside loops that yield, {sweeping:.2} ms beside loops sweeping a hash's memory; {measured}"
                 );
                 (idle, busy)
             }
