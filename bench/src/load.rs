@@ -227,3 +227,40 @@ impl Drop for IdleSpinners {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sweep_mixes_every_block_but_the_first_and_stops_when_told() {
+        let start: Vec<u64> = (0..4 * 128).collect();
+        let mut memory = start.clone();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        sweep(&mut memory, &stop);
+        assert_eq!(memory[..128], start[..128]);
+        for block in 1..4 {
+            let range = block * 128..(block + 1) * 128;
+            assert!(
+                memory[range.clone()]
+                    .iter()
+                    .zip(&start[range])
+                    .all(|(after, before)| after != before),
+                "block {block} was left as it was"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let before = memory.clone();
+        sweep(&mut memory, &stop);
+        assert_eq!(memory, before, "a stopped sweep wrote");
+    }
+
+    #[test]
+    fn sweeping_loops_end_when_dropped() {
+        let spinners = IdleSpinners::start(2, Turns::Sweep);
+        std::thread::sleep(Duration::from_millis(100));
+        let dropping = Instant::now();
+        drop(spinners);
+        assert!(dropping.elapsed() < Duration::from_secs(2));
+    }
+}
