@@ -302,13 +302,8 @@ fn checkpoint_while(
             Err(std::sync::mpsc::RecvTimeoutError::Timeout)
         );
         for pass in 1..=CATCH_UP_PASSES {
-            // The row: whether it was kept from finishing, the frames in the log, and how many
-            // of them are now in the database file.
-            let checkpoint = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                row.get::<_, i64>(1)
-            });
-            match checkpoint {
-                Ok(frames) if frames < checkpoints.restart_after => break,
+            match checkpoint(connection, "PASSIVE") {
+                Ok(done) if done.frames < checkpoints.restart_after => break,
                 Ok(_) if pass == CATCH_UP_PASSES => restart.store(true, Ordering::Relaxed),
                 Ok(_) => {}
                 Err(error) => {
@@ -327,16 +322,33 @@ fn checkpoint_while(
 /// database file and waits for the log's readers to finish, so that the next commit writes
 /// the log from its start. No write is appended meanwhile, so the copy catches up.
 fn restart_log(connection: &Connection) {
-    // The row: whether it was kept from finishing (by a reader still busy after the busy
-    // timeout), the frames in the log, and how many of them are now in the database file.
-    let checkpoint = connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-    });
-    match checkpoint {
-        Ok((0, _)) => {}
-        Ok((_, frames)) => tracing::warn!(frames, "readers kept the SQLite log from restarting"),
+    match checkpoint(connection, "RESTART") {
+        Ok(done) if !done.blocked => {}
+        Ok(done) => tracing::warn!(
+            frames = done.frames,
+            "readers kept the SQLite log from restarting"
+        ),
         Err(error) => tracing::warn!(%error, "the SQLite log could not be restarted"),
     }
+}
+
+/// What a checkpoint reported.
+struct Checkpointed {
+    /// Whether it was kept from finishing (a RESTART, by a reader still busy after the busy
+    /// timeout).
+    blocked: bool,
+    /// Frames in the log.
+    frames: i64,
+}
+
+/// Runs a checkpoint of `mode` (`PASSIVE` or `RESTART`) on `connection`.
+fn checkpoint(connection: &Connection, mode: &str) -> rusqlite::Result<Checkpointed> {
+    connection.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok(Checkpointed {
+            blocked: row.get::<_, i64>(0)? != 0,
+            frames: row.get(1)?,
+        })
+    })
 }
 
 /// The writing thread: one transaction per group of waiting writes.
