@@ -519,7 +519,8 @@ mod tests {
         queries
     }
 
-    /// The generic plan of `sql` run with `arguments`, as EXPLAIN prints it.
+    /// The plan of `sql` run with `arguments`, as EXPLAIN prints it: the generic plan, the
+    /// only kind the services' connections make (`plan_cache_mode`, see `todo_common::db`).
     async fn generic_plan(
         connection: &mut PgConnection,
         sql: &str,
