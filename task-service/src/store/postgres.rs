@@ -261,8 +261,9 @@ pub type Gets = Grouped<(String, String), Option<TaskRecord>>;
 /// Each is a lookup kept from being merged into a join (`OFFSET 0`), so it goes through an
 /// index whatever the plan. As a join, the generic plan of a group of unknown size (costed as
 /// ten reads) read the whole `tasks` table for every group, matching each row against a hash
-/// of the group's keys, while the table held up to a few thousand tasks: 0.23 ms a statement among 1,500 tasks, against 0.04 ms for the
-/// lookup that the plan chose from 3,000 tasks on (EXPLAIN ANALYZE, a group of one).
+/// of the group's keys, while the table held up to a few thousand tasks: 0.23 ms a statement
+/// among 1,500 tasks, against 0.04 ms for the lookup that the plan chose from 3,000 tasks on
+/// (EXPLAIN ANALYZE, a group of one).
 fn gets_sql() -> String {
     format!(
         "SELECT t.* FROM UNNEST($1::text[], $2::text[]) AS k (owner_id, id) \
@@ -405,9 +406,9 @@ fn page_tasks(owner: &str, query: &ListQuery, row: &PgRow) -> Result<Vec<TaskRec
 /// is an index scan whatever the plan. Merged, the generic plan sees a group of unknown size
 /// (costed as ten listings) against `task_counts`, and while that table is small enough (a
 /// thousand owners) it reads the whole table for every group, matching each row against a
-/// hash of the group's owners, rather than look ten owners up: 0.18-0.26 ms a statement against 0.07 ms for the lookups (EXPLAIN ANALYZE, a
-/// page of 50 among a thousand owners), and the more owners up to that size, the slower
-/// every page.
+/// hash of the group's owners, rather than look ten owners up: 0.18-0.26 ms a statement
+/// against 0.07 ms for the lookups (EXPLAIN ANALYZE, a page of 50 among a thousand owners),
+/// and the more owners up to that size, the slower every page.
 fn lists_sql(example: &ListQuery) -> String {
     format!(
         "SELECT k.n, c.total, c.completed, p.* \
