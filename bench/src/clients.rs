@@ -29,6 +29,9 @@ pub enum Path {
     Passthrough,
     /// gRPC-web (HTTP/1.1) through `todo-passthrough` (measuring only).
     PassthroughWeb,
+    /// gRPC through `todo-passthrough --h2`, which relays each call with `h2` alone, below
+    /// hyper: the least protocol work of a proxy that ends HTTP/2 (measuring only).
+    H2Relay,
     /// gRPC through `todo-passthrough --tcp`, which relays bytes without reading HTTP/2: what
     /// the extra hop alone costs (measuring only).
     Relay,
@@ -44,9 +47,10 @@ impl Path {
 
     /// The ways through `todo-passthrough` and nginx, the references the gateway is measured
     /// against.
-    pub const REFERENCES: [Path; 4] = [
+    pub const REFERENCES: [Path; 5] = [
         Path::Passthrough,
         Path::PassthroughWeb,
+        Path::H2Relay,
         Path::Relay,
         Path::Nginx,
     ];
@@ -64,6 +68,7 @@ impl Path {
             Self::GatewayWeb => "gateway gRPC-web",
             Self::Passthrough => "pass-through gRPC",
             Self::PassthroughWeb => "pass-through web",
+            Self::H2Relay => "h2 relay gRPC",
             Self::Relay => "byte relay gRPC",
             Self::Nginx => "nginx gRPC",
         }
@@ -147,12 +152,15 @@ impl Tasks {
     /// A client to `addr` over `path` sending `token`; each call makes its own connection(s).
     pub async fn connect(path: Path, addr: SocketAddr, token: &str) -> Self {
         match path {
-            Path::Direct | Path::Gateway | Path::Passthrough | Path::Relay | Path::Nginx => {
-                Self::Grpc(TaskServiceClient::with_interceptor(
-                    channel(addr).await,
-                    bearer(Some(token)),
-                ))
-            }
+            Path::Direct
+            | Path::Gateway
+            | Path::Passthrough
+            | Path::H2Relay
+            | Path::Relay
+            | Path::Nginx => Self::Grpc(TaskServiceClient::with_interceptor(
+                channel(addr).await,
+                bearer(Some(token)),
+            )),
             Path::GatewayWeb | Path::PassthroughWeb => {
                 let (transport, origin) = web(addr);
                 Self::Web(TaskServiceClient::with_origin(
@@ -233,9 +241,12 @@ impl Auth {
     /// A client to `addr` over `path`.
     pub async fn connect(path: Path, addr: SocketAddr) -> Self {
         match path {
-            Path::Direct | Path::Gateway | Path::Passthrough | Path::Relay | Path::Nginx => {
-                Self::Grpc(AuthServiceClient::new(channel(addr).await))
-            }
+            Path::Direct
+            | Path::Gateway
+            | Path::Passthrough
+            | Path::H2Relay
+            | Path::Relay
+            | Path::Nginx => Self::Grpc(AuthServiceClient::new(channel(addr).await)),
             Path::GatewayWeb | Path::PassthroughWeb => {
                 let (transport, origin) = web(addr);
                 Self::Web(AuthServiceClient::with_origin(transport, origin))

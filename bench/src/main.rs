@@ -222,11 +222,16 @@ impl Reading {
         Self {
             servers: stack.servers().map(|s| s.stats()),
             postgres: servers::PostgresCpu::now(),
-            passthrough: [&stack.passthrough, &stack.relay, &stack.nginx]
-                .into_iter()
-                .flatten()
-                .map(|p| p.tree_cpu_seconds())
-                .sum(),
+            passthrough: [
+                &stack.passthrough,
+                &stack.h2_relay,
+                &stack.relay,
+                &stack.nginx,
+            ]
+            .into_iter()
+            .flatten()
+            .map(|p| p.tree_cpu_seconds())
+            .sum(),
             machine: servers::machine_busy_seconds(),
             at: Instant::now(),
         }
@@ -449,6 +454,13 @@ fn task_addr(stack: &Stack, path: Path) -> std::net::SocketAddr {
                 .passthrough
                 .as_ref()
                 .expect("todo-passthrough is started before its scenarios")
+                .addr
+        }
+        Path::H2Relay => {
+            stack
+                .h2_relay
+                .as_ref()
+                .expect("todo-passthrough --h2 is started before its scenarios")
                 .addr
         }
         Path::Relay => {
@@ -789,8 +801,9 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         ));
     }
     // The gateway's paths, and the same through the bare pass-through (the floor of
-    // forwarding with the gateway's libraries), the byte relay (the hop alone) and nginx (a
-    // widely deployed proxy), measured side by side with the gateway.
+    // forwarding with the gateway's libraries), the h2 relay (the same below hyper), the byte
+    // relay (the hop alone) and nginx (a widely deployed proxy), measured side by side with the
+    // gateway.
     for path in Path::ALL.into_iter().chain(references(&stack)) {
         let available = if path.is_web() {
             tools.wrk.is_some()
@@ -1131,7 +1144,7 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         for (path, floors, way, at_least) in [
             (
                 Path::Gateway,
-                &[Path::Passthrough, Path::Relay, Path::Nginx][..],
+                &[Path::Passthrough, Path::H2Relay, Path::Relay, Path::Nginx][..],
                 "gRPC",
                 0.75,
             ),
@@ -1144,15 +1157,16 @@ async fn run_database(cli: &Cli, database: &'static str, storage: Storage, resul
         ] {
             let (through, by) = rate(call, path);
             let share = ratio(through, direct);
-            // The same call through the bare pass-through, the byte relay and nginx, measured as
-            // the line is (by the tools where they measured it): how close forwarding with these
-            // libraries, a hop that reads no HTTP/2 at all, and a mature proxy come on this
-            // machine.
+            // The same call through the bare pass-through, the h2 relay, the byte relay and
+            // nginx, measured as the line is (by the tools where they measured it): how close
+            // forwarding with these libraries, with `h2` alone, a hop that reads no HTTP/2 at
+            // all, and a mature proxy come on this machine.
             let floor: String = floors
                 .iter()
                 .filter_map(|floor| {
                     let (rate, spent) = measured_by(call, *floor)?;
                     let name = match floor {
+                        Path::H2Relay => "the h2 relay",
                         Path::Relay => "the byte relay",
                         Path::Nginx => "nginx grpc_pass",
                         _ => "the bare pass-through",

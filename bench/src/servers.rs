@@ -276,6 +276,9 @@ pub struct Stack {
     /// `todo-passthrough` in front of the task service, once started
     /// ([`Stack::start_passthrough`]): the floor the gateway is measured against.
     pub passthrough: Option<Server>,
+    /// `todo-passthrough --h2` in front of the task service, started with the other: calls
+    /// relayed with `h2` alone, below hyper.
+    pub h2_relay: Option<Server>,
     /// `todo-passthrough --tcp` in front of the task service, started with the other: the
     /// cost of the hop alone, with no HTTP/2 read.
     pub relay: Option<Server>,
@@ -417,6 +420,7 @@ impl Stack {
             task: server("task-service", task_addr, task_args),
             gateway: server("gateway", gateway_addr, gateway_args),
             passthrough: None,
+            h2_relay: None,
             relay: None,
             nginx: None,
         };
@@ -431,11 +435,12 @@ impl Stack {
         [&self.auth, &self.task, &self.gateway]
     }
 
-    /// Starts `todo-passthrough` from `bin_dir` in front of the task service, as a pass-through
-    /// and as a byte relay, and waits until both accept connections.
+    /// Starts `todo-passthrough` from `bin_dir` in front of the task service, as a pass-through,
+    /// as an `h2` relay and as a byte relay, and waits until all three accept connections.
     pub async fn start_passthrough(&mut self, bin_dir: &Path) {
         let task = self.task.addr.to_string();
         self.passthrough = Some(spawn_passthrough(bin_dir, "passthrough", &[], &task).await);
+        self.h2_relay = Some(spawn_passthrough(bin_dir, "h2-relay", &["--h2"], &task).await);
         self.relay = Some(spawn_passthrough(bin_dir, "relay", &["--tcp"], &task).await);
     }
 

@@ -9,12 +9,19 @@
 //! with mimalloc and keeps the libraries' tracing off, as the servers do. It is a measuring
 //! instrument of the benchmark, not a server to deploy.
 //!
+//! With `--h2` it forwards gRPC with `h2` alone, below hyper: one task per client connection
+//! reads its calls and relays each one's headers, data and trailers over the same four backend
+//! connections, with no task per call and no channel to a backend connection's task. That is
+//! the least protocol work a proxy that ends the client's HTTP/2 connections can do with these
+//! libraries.
+//!
 //! With `--tcp` it is a byte relay instead: each client connection gets one of its own to the
 //! backend, and bytes are copied both ways without reading HTTP/2. That is the cost of the
 //! extra hop alone, which no proxy avoids, below the protocol work of one that routes calls.
 //!
 //! ```sh
 //! todo-passthrough 127.0.0.1:7000 127.0.0.1:50052
+//! todo-passthrough --h2 127.0.0.1:7002 127.0.0.1:50052
 //! todo-passthrough --tcp 127.0.0.1:7001 127.0.0.1:50052
 //! ```
 
@@ -26,6 +33,8 @@ use std::{
     },
 };
 
+use bytes::Bytes;
+use futures_util::{StreamExt, stream::FuturesUnordered};
 use http::{Request, Response, StatusCode, Uri};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::{
@@ -51,10 +60,11 @@ async fn main() {
     let _ = tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default());
     let mut args = std::env::args().skip(1).peekable();
     let bytes_only = args.next_if_eq("--tcp").is_some();
+    let h2_only = !bytes_only && args.next_if_eq("--h2").is_some();
     let (Some(listen), Some(backend)) = (args.next(), args.next()) else {
         fail(
             64,
-            "usage: todo-passthrough [--tcp] <listen address> <backend address>",
+            "usage: todo-passthrough [--tcp | --h2] <listen address> <backend address>",
         )
     };
     let listener = TcpListener::bind(&listen)
@@ -63,13 +73,16 @@ async fn main() {
     if bytes_only {
         relay_bytes(listener, backend).await
     }
+    let origin: Uri = format!("http://{backend}")
+        .parse()
+        .unwrap_or_else(|e| fail(64, &format!("backend address {backend}: {e}")));
+    if h2_only {
+        relay_h2(listener, &backend, origin).await
+    }
     let mut senders = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
         senders.push(connect(&backend).await);
     }
-    let origin: Uri = format!("http://{backend}")
-        .parse()
-        .unwrap_or_else(|e| fail(64, &format!("backend address {backend}: {e}")));
     let forward = Forward(Arc::new(Backend {
         senders,
         next: AtomicUsize::new(0),
@@ -107,6 +120,125 @@ async fn relay_bytes(listener: TcpListener, backend: String) -> ! {
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         });
     }
+}
+
+/// `--h2`: calls relayed with `h2` alone. Each client connection is served by one task, which
+/// drives the connection and all its calls; the calls go round-robin over [`CONNECTIONS`]
+/// backend connections, each driven by a task of its own.
+async fn relay_h2(listener: TcpListener, backend: &str, origin: Uri) -> ! {
+    let mut senders = Vec::with_capacity(CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let stream = TcpStream::connect(backend)
+            .await
+            .unwrap_or_else(|e| fail(1, &format!("connect to {backend}: {e}")));
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = h2::client::handshake(stream)
+            .await
+            .unwrap_or_else(|e| fail(1, &format!("HTTP/2 with {backend}: {e}")));
+        tokio::spawn(connection);
+        senders.push(sender);
+    }
+    let backend = Arc::new(H2Backend {
+        senders,
+        next: AtomicUsize::new(0),
+        origin,
+    });
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            let Ok(mut connection) = h2::server::handshake(stream).await else {
+                return;
+            };
+            let mut calls = FuturesUnordered::new();
+            loop {
+                tokio::select! {
+                    accepted = connection.accept() => match accepted {
+                        Some(Ok((request, respond))) => calls.push(backend.relay(request, respond)),
+                        _ => return,
+                    },
+                    Some(()) = calls.next(), if !calls.is_empty() => {}
+                }
+            }
+        });
+    }
+}
+
+struct H2Backend {
+    senders: Vec<h2::client::SendRequest<Bytes>>,
+    next: AtomicUsize,
+    origin: Uri,
+}
+
+impl H2Backend {
+    /// Relays one call: its headers to the next backend connection, then its body and trailers
+    /// one way and the answer's the other, as they come. A call the backend cannot take is
+    /// reset.
+    async fn relay(
+        &self,
+        request: Request<h2::RecvStream>,
+        mut respond: h2::server::SendResponse<Bytes>,
+    ) {
+        let (mut parts, body) = request.into_parts();
+        let mut uri = self.origin.clone().into_parts();
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        if let Ok(uri) = Uri::from_parts(uri) {
+            parts.uri = uri;
+        }
+        let next = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        let sent = async {
+            let mut sender = self.senders[next].clone().ready().await?;
+            let request = Request::from_parts(parts, ());
+            sender.send_request(request, body.is_end_stream())
+        };
+        let (answer, upstream) = match sent.await {
+            Ok(sent) => sent,
+            Err(_) => return respond.send_reset(h2::Reason::REFUSED_STREAM),
+        };
+        let downstream = async {
+            let Ok(answer) = answer.await else {
+                return respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            };
+            let (parts, body) = answer.into_parts();
+            let end = body.is_end_stream();
+            if let Ok(sender) = respond.send_response(Response::from_parts(parts, ()), end) {
+                copy_h2(body, sender).await;
+            }
+        };
+        tokio::join!(copy_h2(body, upstream), downstream);
+    }
+}
+
+/// Copies one side of a call, data then trailers, from `from` to `to`, returning the flow
+/// control window as it goes. Data is handed on without waiting for the other side's window:
+/// enough for the small unary messages this instrument relays, not for a stream.
+async fn copy_h2(mut from: h2::RecvStream, mut to: h2::SendStream<Bytes>) {
+    if from.is_end_stream() {
+        return;
+    }
+    while let Some(data) = from.data().await {
+        let Ok(data) = data else {
+            return to.send_reset(h2::Reason::CANCEL);
+        };
+        let _ = from.flow_control().release_capacity(data.len());
+        // The end goes with the last data, as it came. An empty frame that does not end the
+        // stream is not passed on: h2 counts such frames as a flood and closes the connection.
+        let end = from.is_end_stream();
+        if data.is_empty() && !end {
+            continue;
+        }
+        if to.send_data(data, end).is_err() || end {
+            return;
+        }
+    }
+    let _ = match from.trailers().await {
+        Ok(Some(trailers)) => to.send_trailers(trailers),
+        Ok(None) => to.send_data(Bytes::new(), true),
+        Err(_) => return to.send_reset(h2::Reason::CANCEL),
+    };
 }
 
 fn fail(code: i32, message: &str) -> ! {
