@@ -83,17 +83,10 @@ async fn main() {
     for _ in 0..CONNECTIONS {
         senders.push(connect(&backend).await);
     }
-    let forward = Forward(Arc::new(Backend {
-        senders,
-        next: AtomicUsize::new(0),
-        origin,
-    }));
+    let forward = Forward(Arc::new(Backend::new(senders, origin)));
     let service = TowerToHyperService::new(tonic_web::GrpcWebLayer::new().layer(forward));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = next_client(&listener).await;
         let service = service.clone();
         tokio::spawn(async move {
             let _ = auto::Builder::new(TokioExecutor::new())
@@ -108,15 +101,13 @@ async fn main() {
 /// protocol work: the kernel's loopback, two more reads and writes per message, and the wake-ups.
 async fn relay_bytes(listener: TcpListener, backend: String) -> ! {
     loop {
-        let Ok((mut client, _)) = listener.accept().await else {
-            continue;
-        };
+        let mut client = next_client(&listener).await;
         let backend = backend.clone();
         tokio::spawn(async move {
             let Ok(mut server) = TcpStream::connect(&backend).await else {
                 return;
             };
-            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+            let _ = server.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         });
     }
@@ -128,26 +119,15 @@ async fn relay_bytes(listener: TcpListener, backend: String) -> ! {
 async fn relay_h2(listener: TcpListener, backend: &str, origin: Uri) -> ! {
     let mut senders = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        let stream = TcpStream::connect(backend)
-            .await
-            .unwrap_or_else(|e| fail(1, &format!("connect to {backend}: {e}")));
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = h2::client::handshake(stream)
+        let (sender, connection) = h2::client::handshake(open(backend).await)
             .await
             .unwrap_or_else(|e| fail(1, &format!("HTTP/2 with {backend}: {e}")));
         tokio::spawn(connection);
         senders.push(sender);
     }
-    let backend = Arc::new(H2Backend {
-        senders,
-        next: AtomicUsize::new(0),
-        origin,
-    });
+    let backend = Arc::new(Backend::new(senders, origin));
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+        let stream = next_client(&listener).await;
         let backend = backend.clone();
         tokio::spawn(async move {
             let Ok(mut connection) = h2::server::handshake(stream).await else {
@@ -167,13 +147,7 @@ async fn relay_h2(listener: TcpListener, backend: &str, origin: Uri) -> ! {
     }
 }
 
-struct H2Backend {
-    senders: Vec<h2::client::SendRequest<Bytes>>,
-    next: AtomicUsize,
-    origin: Uri,
-}
-
-impl H2Backend {
+impl Backend<h2::client::SendRequest<Bytes>> {
     /// Relays one call: its headers to the next backend connection, then its body and trailers
     /// one way and the answer's the other, as they come. A call the backend cannot take is
     /// reset.
@@ -183,14 +157,9 @@ impl H2Backend {
         mut respond: h2::server::SendResponse<Bytes>,
     ) {
         let (mut parts, body) = request.into_parts();
-        let mut uri = self.origin.clone().into_parts();
-        uri.path_and_query = parts.uri.path_and_query().cloned();
-        if let Ok(uri) = Uri::from_parts(uri) {
-            parts.uri = uri;
-        }
-        let next = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        self.aim(&mut parts);
         let sent = async {
-            let mut sender = self.senders[next].clone().ready().await?;
+            let mut sender = self.next_sender().ready().await?;
             let request = Request::from_parts(parts, ());
             sender.send_request(request, body.is_end_stream())
         };
@@ -241,6 +210,25 @@ async fn copy_h2(mut from: h2::RecvStream, mut to: h2::SendStream<Bytes>) {
     };
 }
 
+/// The next client connection, without Nagle's delay.
+async fn next_client(listener: &TcpListener) -> TcpStream {
+    loop {
+        if let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            return stream;
+        }
+    }
+}
+
+/// A connection to the backend, without Nagle's delay; the process ends if there is none.
+async fn open(backend: &str) -> TcpStream {
+    let stream = TcpStream::connect(backend)
+        .await
+        .unwrap_or_else(|e| fail(1, &format!("connect to {backend}: {e}")));
+    let _ = stream.set_nodelay(true);
+    stream
+}
+
 fn fail(code: i32, message: &str) -> ! {
     eprintln!("{message}");
     std::process::exit(code)
@@ -248,27 +236,49 @@ fn fail(code: i32, message: &str) -> ! {
 
 /// One HTTP/2 connection to the backend, driven by a task of its own.
 async fn connect(backend: &str) -> SendRequest<Body> {
-    let stream = TcpStream::connect(backend)
+    let stream = TokioIo::new(open(backend).await);
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), stream)
         .await
-        .unwrap_or_else(|e| fail(1, &format!("connect to {backend}: {e}")));
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap_or_else(|e| fail(1, &format!("HTTP/2 with {backend}: {e}")));
+        .unwrap_or_else(|e| fail(1, &format!("HTTP/2 with {backend}: {e}")));
     tokio::spawn(connection);
     sender
 }
 
-struct Backend {
-    senders: Vec<SendRequest<Body>>,
+/// The backend: its connections' senders, used in turn, and its origin.
+struct Backend<S> {
+    senders: Vec<S>,
     next: AtomicUsize,
     origin: Uri,
 }
 
+impl<S: Clone> Backend<S> {
+    fn new(senders: Vec<S>, origin: Uri) -> Self {
+        Self {
+            senders,
+            next: AtomicUsize::new(0),
+            origin,
+        }
+    }
+
+    /// Points a call's request at the backend: its scheme and authority, the call's path.
+    fn aim(&self, parts: &mut http::request::Parts) {
+        let mut uri = self.origin.clone().into_parts();
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        if let Ok(uri) = Uri::from_parts(uri) {
+            parts.uri = uri;
+        }
+    }
+
+    /// The sender of the next connection, round-robin.
+    fn next_sender(&self) -> S {
+        let next = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
+        self.senders[next].clone()
+    }
+}
+
 /// Sends every call to the backend's connections in turn.
 #[derive(Clone)]
-struct Forward(Arc<Backend>);
+struct Forward(Arc<Backend<SendRequest<Body>>>);
 
 impl tower::Service<Request<Body>> for Forward {
     type Response = Response<Body>;
@@ -288,13 +298,8 @@ impl tower::Service<Request<Body>> for Forward {
         let backend = self.0.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
-            let mut uri = backend.origin.clone().into_parts();
-            uri.path_and_query = parts.uri.path_and_query().cloned();
-            if let Ok(uri) = Uri::from_parts(uri) {
-                parts.uri = uri;
-            }
-            let next = backend.next.fetch_add(1, Ordering::Relaxed) % backend.senders.len();
-            let mut sender = backend.senders[next].clone();
+            backend.aim(&mut parts);
+            let mut sender = backend.next_sender();
             Ok(
                 match sender.send_request(Request::from_parts(parts, body)).await {
                     Ok(response) => response.map(Body::new),
