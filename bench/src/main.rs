@@ -34,7 +34,7 @@ use todo_proto::{
 use todo_bench::{
     clients::{Auth, Path, Tasks},
     load::{IdleSpinners, Measured, Turns, drive},
-    servers::{self, ProcStats, Settings, Stack, Storage},
+    servers::{self, ProcStats, Server, Settings, Stack, Storage},
 };
 
 use crate::tools::{Call, Tools};
@@ -222,16 +222,10 @@ impl Reading {
         Self {
             servers: stack.servers().map(|s| s.stats()),
             postgres: servers::PostgresCpu::now(),
-            passthrough: [
-                &stack.passthrough,
-                &stack.h2_relay,
-                &stack.relay,
-                &stack.nginx,
-            ]
-            .into_iter()
-            .flatten()
-            .map(|p| p.tree_cpu_seconds())
-            .sum(),
+            passthrough: stack
+                .reference_proxies()
+                .map(Server::tree_cpu_seconds)
+                .sum(),
             machine: servers::machine_busy_seconds(),
             at: Instant::now(),
         }

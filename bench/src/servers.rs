@@ -435,6 +435,13 @@ impl Stack {
         [&self.auth, &self.task, &self.gateway]
     }
 
+    /// The reference proxies started so far: `todo-passthrough` in its modes, and nginx.
+    pub fn reference_proxies(&self) -> impl Iterator<Item = &Server> {
+        [&self.passthrough, &self.h2_relay, &self.relay, &self.nginx]
+            .into_iter()
+            .flatten()
+    }
+
     /// Starts `todo-passthrough` from `bin_dir` in front of the task service, as a pass-through,
     /// as an `h2` relay and as a byte relay, and waits until all three accept connections.
     pub async fn start_passthrough(&mut self, bin_dir: &Path) {

@@ -313,3 +313,69 @@ impl tower::Service<Request<Body>> for Forward {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+    use tonic_health::{
+        ServingStatus,
+        pb::{HealthCheckRequest, health_check_response, health_client::HealthClient},
+    };
+
+    use super::*;
+
+    /// A health service on a port of its own, serving `service`.
+    async fn backend(service: &str) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_h2_relay_passes_every_call_of_a_tonic_client_and_its_status() {
+        let backend = backend("todo.Test").await.to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = listener.local_addr().unwrap();
+        let origin: Uri = format!("http://{backend}").parse().unwrap();
+        tokio::spawn(async move {
+            relay_h2(listener, &backend, origin).await;
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{relay}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        // Many calls on one connection: a tonic client ends each request with an empty DATA
+        // frame, and passed on as a frame of its own each one would count towards h2's flood
+        // guard until the backend closed the connection.
+        for n in 0..1_500 {
+            let request = HealthCheckRequest {
+                service: "todo.Test".into(),
+            };
+            let answer = client
+                .check(request)
+                .await
+                .unwrap_or_else(|status| panic!("call {n}: {status:?}"));
+            assert_eq!(
+                answer.into_inner().status(),
+                health_check_response::ServingStatus::Serving
+            );
+        }
+        // A failure comes through with its code.
+        let request = HealthCheckRequest {
+            service: "todo.Unknown".into(),
+        };
+        let status = client.check(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+    }
+}
