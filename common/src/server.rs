@@ -252,6 +252,11 @@ impl Assembled {
             grace_period,
         } = self;
         let addr: SocketAddr = listener.local_addr().map_err(ServeError::Listener)?;
+        // h2 hands a DATA frame of 256 bytes or more to the socket in a write of its own, so an
+        // answer with a large message (a page of ListTasks) goes out in two writes: headers and
+        // message, then trailers. Holding a connection's writes until its task had nothing
+        // more to send, and sending them in one write, was measured and not kept. It gave 7-10%
+        // more pages a second at 50 calls in flight, and cost 4-5 us a call at one in flight.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let (drain, drained) = tokio::sync::oneshot::channel::<()>();
         let serving = serve(
