@@ -151,23 +151,17 @@ macro_rules! either {
 impl Tasks {
     /// A client to `addr` over `path` sending `token`; each call makes its own connection(s).
     pub async fn connect(path: Path, addr: SocketAddr, token: &str) -> Self {
-        match path {
-            Path::Direct
-            | Path::Gateway
-            | Path::Passthrough
-            | Path::H2Relay
-            | Path::Relay
-            | Path::Nginx => Self::Grpc(TaskServiceClient::with_interceptor(
+        if path.is_web() {
+            let (transport, origin) = web(addr);
+            Self::Web(TaskServiceClient::with_origin(
+                InterceptedService::new(transport, bearer(Some(token))),
+                origin,
+            ))
+        } else {
+            Self::Grpc(TaskServiceClient::with_interceptor(
                 channel(addr).await,
                 bearer(Some(token)),
-            )),
-            Path::GatewayWeb | Path::PassthroughWeb => {
-                let (transport, origin) = web(addr);
-                Self::Web(TaskServiceClient::with_origin(
-                    InterceptedService::new(transport, bearer(Some(token))),
-                    origin,
-                ))
-            }
+            ))
         }
     }
 
@@ -240,17 +234,11 @@ pub enum Auth {
 impl Auth {
     /// A client to `addr` over `path`.
     pub async fn connect(path: Path, addr: SocketAddr) -> Self {
-        match path {
-            Path::Direct
-            | Path::Gateway
-            | Path::Passthrough
-            | Path::H2Relay
-            | Path::Relay
-            | Path::Nginx => Self::Grpc(AuthServiceClient::new(channel(addr).await)),
-            Path::GatewayWeb | Path::PassthroughWeb => {
-                let (transport, origin) = web(addr);
-                Self::Web(AuthServiceClient::with_origin(transport, origin))
-            }
+        if path.is_web() {
+            let (transport, origin) = web(addr);
+            Self::Web(AuthServiceClient::with_origin(transport, origin))
+        } else {
+            Self::Grpc(AuthServiceClient::new(channel(addr).await))
         }
     }
 

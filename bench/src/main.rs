@@ -440,38 +440,18 @@ async fn run_h2load(
 
 /// The address a path reaches the task service at.
 fn task_addr(stack: &Stack, path: Path) -> std::net::SocketAddr {
-    match path {
-        Path::Direct => stack.task.addr,
-        Path::Gateway | Path::GatewayWeb => stack.gateway.addr,
-        Path::Passthrough | Path::PassthroughWeb => {
-            stack
-                .passthrough
-                .as_ref()
-                .expect("todo-passthrough is started before its scenarios")
-                .addr
-        }
-        Path::H2Relay => {
-            stack
-                .h2_relay
-                .as_ref()
-                .expect("todo-passthrough --h2 is started before its scenarios")
-                .addr
-        }
-        Path::Relay => {
-            stack
-                .relay
-                .as_ref()
-                .expect("todo-passthrough --tcp is started before its scenarios")
-                .addr
-        }
-        Path::Nginx => {
-            stack
-                .nginx
-                .as_ref()
-                .expect("nginx is measured only once started")
-                .addr
-        }
-    }
+    let proxy = match path {
+        Path::Direct => return stack.task.addr,
+        Path::Gateway | Path::GatewayWeb => return stack.gateway.addr,
+        Path::Passthrough | Path::PassthroughWeb => &stack.passthrough,
+        Path::H2Relay => &stack.h2_relay,
+        Path::Relay => &stack.relay,
+        Path::Nginx => &stack.nginx,
+    };
+    proxy
+        .as_ref()
+        .unwrap_or_else(|| panic!("{} is measured only once started", path.label()))
+        .addr
 }
 
 /// The reference paths this run measures: nginx's only where it started.
